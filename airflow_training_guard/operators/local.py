@@ -1,0 +1,444 @@
+"""LocalTrainingOperator: run a training program as a subprocess on the worker, guarded.
+
+The embedded default launcher: no cluster needed. It applies the same policies as the Kubernetes
+launcher (checkpoint location per partition, resume from the newest valid checkpoint, hard
+deadline, stall detection, smoke run) and speaks the same environment contract
+(:mod:`airflow_training_guard.runtime.contract`), so one training program runs under both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.launchers.process import (
+    Ending,
+    Outcome,
+    ProcessSupervisor,
+    SupervisionLimits,
+    describe_returncode,
+)
+from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
+from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
+from airflow_training_guard.policies.profiles import GuardProfile, get_profile
+from airflow_training_guard.policies.timeouts import TimeoutPolicy
+from airflow_training_guard.runtime.checkpoint import Checkpointer
+from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, TrainingEnvironment
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Where checkpoints and models go when the DAG does not say: environment first, then AIRFLOW_HOME.
+CHECKPOINT_ROOT_ENV = "TRAINING_GUARD_CHECKPOINT_ROOT"
+OUTPUT_ROOT_ENV = "TRAINING_GUARD_OUTPUT_ROOT"
+_PLACEHOLDER_ROOT = "/checkpoint-root"
+
+
+def _default_root(env_name: str, leaf: str) -> str:
+    configured = os.environ.get(env_name)
+    if configured:
+        return configured
+    airflow_home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
+    return str(Path(airflow_home) / "training-guard" / leaf)
+
+
+def _is_templated(value: str) -> bool:
+    return "{{" in value or "{%" in value
+
+
+class LocalTrainingOperator(BaseOperator):
+    """Run a training command on the worker with checkpoint/resume, deadline and stall policies.
+
+    The program receives the environment contract (``TRAINING_GUARD_PARTITION_KEY``,
+    ``TRAINING_GUARD_CHECKPOINT_DIR``, ``TRAINING_GUARD_RESUME_FROM`` ...; see
+    ``docs/checkpoint-contract.md``). Each attempt resumes from the newest checkpoint whose checksums
+    verify. Exit code 75 means "preempted, checkpoint saved" and is retried; exit code 78 means "bad
+    configuration" and fails without retry.
+
+    :param command: argv list (or a shell-like string, split with :func:`shlex.split`). Templated.
+    :param expected_runtime: how long the full job normally takes ("2h", "90m", seconds, timedelta).
+    :param partition_key: the partition this task trains on. Templated. Default: the run's
+        ``partition_key`` when the DAG run has one, else its ``ds``.
+    :param profile: ``"safe"`` (default, reliability first) or ``"fast"``; see
+        ``docs/timeouts-and-profiles.md``. Explicit parameters below override the profile.
+    :param timeout_buffer: fraction added to ``expected_runtime`` for the hard deadline (default
+        from the profile: 0.30).
+    :param deadline: explicit hard deadline; must be >= expected_runtime * (1 + buffer).
+    :param startup_timeout: time allowed until the program's first heartbeat. Default: 10 minutes,
+        or ``expected_runtime`` when the job is shorter than that.
+    :param stall_after: no heartbeat progress for this long kills the attempt (retryable).
+    :param poll_interval: how often the heartbeat and the process are checked.
+    :param termination_grace: time between SIGTERM and SIGKILL when the launcher stops the program.
+    :param watch_heartbeat: False for programs that do not write heartbeats (disables stall and
+        startup detection; the deadline still applies).
+    :param checkpoint_root: absolute directory under which every checkpoint lives. Default:
+        ``$TRAINING_GUARD_CHECKPOINT_ROOT`` or ``$AIRFLOW_HOME/training-guard/checkpoints``.
+    :param checkpoint_path_template: layout under the root; must contain ``{partition_key}``.
+    :param checkpoint_every_steps: how often the program is asked to save.
+    :param checkpoint_keep_last: how many newest valid checkpoints the program keeps.
+    :param on_corrupt_checkpoints: ``"fail"`` or ``"restart"`` when checkpoints exist but none
+        verifies.
+    :param smoke_run_steps: run the program this many steps on a small sample first (fresh starts
+        only); 0 disables.
+    :param output_dir: where the program writes its model. Templated. Default: under
+        ``$TRAINING_GUARD_OUTPUT_ROOT`` keyed by DAG, task and partition_key.
+    :param env: extra environment variables for the program. Templated.
+    :param cwd: working directory of the program.
+    :param non_retryable_exit_codes: exit codes that fail the task without retry (default 78 and
+        2, the usual "bad command line" code).
+    """
+
+    template_fields: Sequence[str] = ("command", "partition_key", "output_dir", "env", "cwd")
+    template_fields_renderers = {"env": "json", "command": "py"}
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        command: Sequence[str] | str,
+        expected_runtime: DurationLike,
+        partition_key: str | None = None,
+        profile: str | GuardProfile = "safe",
+        timeout_buffer: float | None = None,
+        deadline: DurationLike | None = None,
+        startup_timeout: DurationLike | None = None,
+        stall_after: DurationLike | bool | None = True,
+        poll_interval: DurationLike = "5s",
+        termination_grace: DurationLike = "30s",
+        watch_heartbeat: bool = True,
+        checkpoint_root: str | None = None,
+        checkpoint_path_template: str = "{dag_id}/{task_id}/{partition_key}",
+        checkpoint_every_steps: int | None = None,
+        checkpoint_keep_last: int | None = None,
+        on_corrupt_checkpoints: str | None = None,
+        smoke_run_steps: int | None = None,
+        output_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        non_retryable_exit_codes: Collection[int] = (EXIT_CONFIG_ERROR, 2),
+        **kwargs: Any,
+    ) -> None:
+        self.guard_profile = get_profile(profile)
+        if "retries" not in kwargs:
+            kwargs["retries"] = self.guard_profile.retries
+        super().__init__(**kwargs)
+        if isinstance(command, str):
+            command = shlex.split(command)
+        if not command or not all(isinstance(part, str) for part in command):
+            raise GuardConfigError(
+                f"command {command!r} must be a non-empty list of strings, e.g. "
+                "['python', 'train.py', '--epochs', '3']"
+            )
+        self.command = list(command)
+        if not _is_templated(self.command[0]):
+            self._resolve_executable(self.command[0])
+        self.partition_key = partition_key
+
+        profile_stall = self.guard_profile.stall_after
+        stall: DurationLike | None = (
+            (profile_stall if stall_after is True else None) if isinstance(stall_after, bool) else stall_after
+        )
+        if startup_timeout is None:
+            startup_timeout = min(
+                timedelta(minutes=10), parse_duration(expected_runtime, name="expected_runtime")
+            )
+        self.timeout_policy = TimeoutPolicy.build(
+            expected_runtime=expected_runtime,
+            buffer=self.guard_profile.timeout_buffer if timeout_buffer is None else timeout_buffer,
+            deadline=deadline,
+            startup_timeout=startup_timeout,
+            stall_after=stall,
+            poll_interval=poll_interval,
+        )
+        self.termination_grace = parse_duration(termination_grace, name="termination_grace")
+        self.watch_heartbeat = watch_heartbeat
+        # Airflow's own timeout is the safety net behind ours: our deadline kills the process
+        # group cleanly first; Airflow's fires only if the launcher itself hangs.
+        safety_net = self.timeout_policy.hard_deadline + self.termination_grace + timedelta(minutes=2)
+        if self.execution_timeout is None:
+            self.execution_timeout = safety_net
+        elif self.execution_timeout < self.timeout_policy.hard_deadline:
+            raise GuardConfigError(
+                f"execution_timeout {format_duration(self.execution_timeout)} is shorter than the hard "
+                f"deadline {format_duration(self.timeout_policy.hard_deadline)} of task {self.task_id!r}; "
+                "drop execution_timeout (the launcher sets it) or set it >= "
+                f"{format_duration(safety_net)}"
+            )
+
+        self.checkpoint_root = checkpoint_root
+        every = checkpoint_every_steps or self.guard_profile.checkpoint_every_steps
+        keep = checkpoint_keep_last or self.guard_profile.checkpoint_keep_last
+        # Build the policy now so a bad template, root or count fails when the DAG is parsed;
+        # the real root may come from the worker's environment, so it is resolved in execute().
+        self.checkpoint_policy = CheckpointPolicy(
+            root=checkpoint_root or _PLACEHOLDER_ROOT,
+            path_template=checkpoint_path_template,
+            keep_last=keep,
+            every_steps=every,
+        )
+        self.on_corrupt_checkpoints = on_corrupt_checkpoints or self.guard_profile.on_corrupt_checkpoints
+        if self.on_corrupt_checkpoints not in {"fail", "restart"}:
+            raise GuardConfigError(
+                f"on_corrupt_checkpoints {self.on_corrupt_checkpoints!r} is not valid; use 'fail' "
+                "(stop and let a person look) or 'restart' (start from step 0)"
+            )
+        self.smoke_run_steps = (
+            self.guard_profile.smoke_run_steps if smoke_run_steps is None else smoke_run_steps
+        )
+        if self.smoke_run_steps < 0:
+            raise GuardConfigError(
+                f"smoke_run_steps {self.smoke_run_steps} is negative; use 0 to disable the smoke run"
+            )
+        self.output_dir = output_dir
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.non_retryable_exit_codes = frozenset(non_retryable_exit_codes)
+        self._supervisor: ProcessSupervisor | None = None
+
+    # -- Airflow entry points -------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        executable = self._resolve_executable(self.command[0])
+        command = [executable, *self.command[1:]]
+        partition_key = self._partition_key(context)
+        policy = self._effective_checkpoint_policy()
+        checkpoint_dir = Path(
+            policy.checkpoint_dir(dag_id=self.dag_id, task_id=self.task_id, partition_key=partition_key)
+        )
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        output_dir = Path(self.output_dir) if self.output_dir else self._default_output_dir(partition_key)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        attempt = int(getattr(context.get("ti"), "try_number", 1) or 1)
+
+        checkpointer = Checkpointer(checkpoint_dir, keep_last=policy.keep_last, logger=self.log)
+        scan = checkpointer.scan()
+        for path, reason in scan.corrupt:
+            self.log.warning("skipping corrupt checkpoint %s: %s", path, reason)
+        resume = scan.newest_valid
+        if resume is None and scan.corrupt:
+            if self.on_corrupt_checkpoints == "fail":
+                raise AirflowFailException(
+                    f"all {len(scan.corrupt)} checkpoint(s) in {checkpoint_dir} are corrupt "
+                    f"({scan.corrupt[0][1]}); resuming would lose their progress silently. "
+                    f"Inspect them, then delete them (rm -r {checkpoint_dir}/step-*) to start over, "
+                    "or set on_corrupt_checkpoints='restart'"
+                )
+            self.log.warning("no valid checkpoint in %s: restarting from step 0", checkpoint_dir)
+
+        heartbeat_file = checkpoint_dir / "heartbeat.json"
+        heartbeat_file.unlink(missing_ok=True)
+        training_env = TrainingEnvironment(
+            partition_key=partition_key,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=policy.every_steps,
+            checkpoint_keep=policy.keep_last,
+            resume_from=resume.path if resume else None,
+            resume_step=resume.step if resume else 0,
+            heartbeat_file=heartbeat_file,
+            output_dir=output_dir,
+            attempt=attempt,
+        )
+        self._log_effective_configuration(command, training_env)
+
+        if self.smoke_run_steps and resume is None:
+            self._smoke_run(command, training_env)
+
+        outcome = self._supervise(command, training_env, self._limits(self.timeout_policy.hard_deadline))
+        self._raise_for(outcome, training_env)
+        final_step = outcome.last_heartbeat.step if outcome.last_heartbeat else None
+        self.log.info(
+            "training finished in %s: partition_key=%s final_step=%s resumed_from_step=%s",
+            format_duration(timedelta(seconds=round(outcome.duration))),
+            partition_key,
+            final_step,
+            training_env.resume_step,
+        )
+        return {
+            "partition_key": partition_key,
+            "checkpoint_dir": str(checkpoint_dir),
+            "output_dir": str(output_dir),
+            "resumed_from_step": training_env.resume_step,
+            "final_step": final_step,
+            "metrics": dict(outcome.last_heartbeat.metrics) if outcome.last_heartbeat else {},
+            "attempt": attempt,
+            "duration_seconds": round(outcome.duration, 3),
+        }
+
+    def on_kill(self) -> None:
+        if self._supervisor is not None:
+            self.log.warning("task killed: terminating the training process group")
+            self._supervisor.terminate()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _resolve_executable(self, name: str) -> str:
+        found = shutil.which(name, path=os.environ.get("PATH")) if os.sep not in name else name
+        if found is None or not os.access(found, os.X_OK) or os.path.isdir(found):
+            raise GuardConfigError(
+                f"command {name!r} of task {self.task_id!r} does not exist or is not executable on "
+                f"this worker (PATH={os.environ.get('PATH', '')}); use an absolute path or install it"
+            )
+        return found
+
+    def _partition_key(self, context: Context) -> str:
+        if self.partition_key:
+            return str(self.partition_key)
+        dag_run = context.get("dag_run")
+        run_key = getattr(dag_run, "partition_key", None)
+        if run_key:
+            return str(run_key)
+        ds = context.get("ds")
+        if ds:
+            return str(ds)
+        raise AirflowFailException(
+            f"task {self.task_id!r} has no partition_key: the run has neither a partition_key nor a "
+            "logical date; pass partition_key='...' to the operator or trigger the run with one"
+        )
+
+    def _effective_checkpoint_policy(self) -> CheckpointPolicy:
+        root = self.checkpoint_root or _default_root(CHECKPOINT_ROOT_ENV, "checkpoints")
+        return CheckpointPolicy(
+            root=root,
+            path_template=self.checkpoint_policy.path_template,
+            keep_last=self.checkpoint_policy.keep_last,
+            every_steps=self.checkpoint_policy.every_steps,
+        )
+
+    def _default_output_dir(self, partition_key: str) -> Path:
+        root = Path(_default_root(OUTPUT_ROOT_ENV, "models"))
+        return root / path_segment(self.dag_id) / path_segment(self.task_id) / path_segment(partition_key)
+
+    def _limits(self, deadline: timedelta) -> SupervisionLimits:
+        policy = self.timeout_policy
+        return SupervisionLimits(
+            deadline=deadline.total_seconds(),
+            startup_timeout=policy.startup_timeout.total_seconds(),
+            stall_after=policy.stall_after.total_seconds() if policy.stall_after else None,
+            poll_interval=policy.poll_interval.total_seconds(),
+            termination_grace=self.termination_grace.total_seconds(),
+            watch_heartbeat=self.watch_heartbeat,
+        )
+
+    def _child_env(self, training_env: TrainingEnvironment) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in self.env.items()})
+        env.update(training_env.to_env())
+        env.setdefault("PYTHONUNBUFFERED", "1")  # live logs, not a burst at exit
+        return env
+
+    def _supervise(
+        self, command: list[str], training_env: TrainingEnvironment, limits: SupervisionLimits
+    ) -> Outcome:
+        self._supervisor = ProcessSupervisor(
+            command=command,
+            env=self._child_env(training_env),
+            limits=limits,
+            heartbeat_file=training_env.heartbeat_file if self.watch_heartbeat else None,
+            cwd=self.cwd,
+            on_line=lambda line: self.log.info("[train] %s", line),
+        )
+        try:
+            return self._supervisor.run()
+        finally:
+            self._supervisor = None
+
+    def _smoke_run(self, command: list[str], training_env: TrainingEnvironment) -> None:
+        """Run a few steps on a small sample first; a broken program fails in seconds, not hours."""
+        with tempfile.TemporaryDirectory(prefix="training-guard-smoke-") as scratch:
+            smoke_env = TrainingEnvironment(
+                partition_key=training_env.partition_key,
+                checkpoint_dir=Path(scratch) / "checkpoints",
+                checkpoint_every=max(1, self.smoke_run_steps // 2),
+                checkpoint_keep=1,
+                heartbeat_file=Path(scratch) / "heartbeat.json",
+                output_dir=Path(scratch) / "output",
+                smoke_steps=self.smoke_run_steps,
+                attempt=training_env.attempt,
+            )
+            smoke_env.checkpoint_dir.mkdir()
+            smoke_env.output_dir.mkdir()  # type: ignore[union-attr]
+            self.log.info("smoke run: %d steps on a sample before the full job", self.smoke_run_steps)
+            limits = self._limits(
+                min(self.timeout_policy.startup_timeout * 2, self.timeout_policy.hard_deadline)
+            )
+            outcome = self._supervise(command, smoke_env, limits)
+        if not outcome.succeeded:
+            raise AirflowFailException(
+                "smoke run failed, so the full job was not started: "
+                + self._failure_message(outcome, smoke_env)
+            )
+        self.log.info("smoke run passed in %.1fs", outcome.duration)
+
+    def _raise_for(self, outcome: Outcome, training_env: TrainingEnvironment) -> None:
+        if outcome.succeeded:
+            return
+        message = self._failure_message(outcome, training_env)
+        if outcome.ending is Ending.CANCELLED:
+            raise AirflowException(message)
+        retryable = outcome.retryable and not (
+            outcome.returncode is not None and outcome.returncode in self.non_retryable_exit_codes
+        )
+        if retryable:
+            raise AirflowException(message)
+        raise AirflowFailException(message)
+
+    def _failure_message(self, outcome: Outcome, training_env: TrainingEnvironment) -> str:
+        hints = {
+            Ending.PREEMPTED: "the retry resumes from the checkpoint the program saved",
+            Ending.CONFIG_ERROR: "fix the program's configuration or input; retrying cannot help",
+            Ending.FAILED: "see the last lines below; the retry resumes from the newest valid checkpoint",
+            Ending.KILLED_BY_SIGNAL: (
+                "killed from outside (out of memory, kill -9, node loss); the retry resumes from the "
+                "newest valid checkpoint"
+            ),
+            Ending.DEADLINE_EXCEEDED: (
+                "raise expected_runtime if the job legitimately got slower; the retry resumes from "
+                "the newest valid checkpoint"
+            ),
+            Ending.STALLED: (
+                "the program stopped making progress (deadlock, hung I/O, stuck collective); raise "
+                "stall_after only if single steps really take that long"
+            ),
+            Ending.NO_STARTUP: (
+                "the program never wrote a heartbeat: make it call Heartbeat.beat() "
+                "(airflow_training_guard.runtime), raise startup_timeout, or set watch_heartbeat=False"
+            ),
+            Ending.CANCELLED: "the task was stopped; the process group was terminated",
+        }
+        code = f" ({describe_returncode(outcome.returncode)})" if outcome.returncode is not None else ""
+        step = outcome.last_heartbeat.step if outcome.last_heartbeat else "none"
+        lines = "\n".join(f"    {line}" for line in outcome.last_lines[-20:]) or "    (no output)"
+        return (
+            f"training {outcome.ending.value}{code} for partition_key={training_env.partition_key!r} "
+            f"after {outcome.duration:.1f}s. {outcome.detail}. Last heartbeat step: {step}. "
+            f"Hint: {hints[outcome.ending]}.\nLast output lines:\n{lines}"
+        )
+
+    def _log_effective_configuration(self, command: list[str], training_env: TrainingEnvironment) -> None:
+        config = {
+            "command": command,
+            "profile": self.guard_profile.name,
+            "partition_key": training_env.partition_key,
+            "checkpoint_dir": str(training_env.checkpoint_dir),
+            "resume_from": str(training_env.resume_from) if training_env.resume_from else None,
+            "resume_step": training_env.resume_step,
+            "checkpoint_every_steps": training_env.checkpoint_every,
+            "checkpoint_keep_last": training_env.checkpoint_keep,
+            "output_dir": str(training_env.output_dir),
+            "smoke_run_steps": self.smoke_run_steps,
+            "watch_heartbeat": self.watch_heartbeat,
+            "attempt": training_env.attempt,
+            "timeouts": self.timeout_policy.describe(),
+        }
+        self.log.info("effective configuration: %s", json.dumps(config, sort_keys=True))

@@ -1,0 +1,180 @@
+"""LocalTrainingOperator in real DAG runs (dag.test()) with the real example training program."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+TRAIN = REPO / "examples" / "training" / "train.py"
+sys.path.insert(0, str(REPO / "examples" / "training"))
+from sample_data import write_day  # noqa: E402
+
+DATE = "2026-11-01"
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> dict[str, Path]:
+    data = tmp_path / "data"
+    write_day(data, DATE, rows_per_hour=60)
+    return {"data": data, "checkpoints": tmp_path / "ckpt", "models": tmp_path / "models"}
+
+
+def _dag(dag_id: str, **operator_kwargs):
+    from airflow.sdk import DAG
+
+    from airflow_training_guard.operators.local import LocalTrainingOperator
+
+    with DAG(dag_id=dag_id, schedule=None, start_date=pendulum.datetime(2026, 11, 1, tz="UTC")) as dag:
+        LocalTrainingOperator(task_id="train", **operator_kwargs)
+    return dag
+
+
+def _xcom(dag_id: str) -> dict:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter(XComModel.dag_id == dag_id, XComModel.task_id == "train", XComModel.key == "return_value")
+            .order_by(XComModel.timestamp.desc())
+            .first()
+        )
+        assert row is not None, f"no XCom from {dag_id}.train"
+        value = row.value
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_example_program_trains_checkpoints_and_writes_a_model(run_dag, roots) -> None:
+    dag = _dag(
+        "tg_local_happy",
+        command=[sys.executable, str(TRAIN), "--data-dir", str(roots["data"]), "--steps", "60"],
+        partition_key=DATE,
+        expected_runtime="2m",
+        poll_interval="0.2s",
+        checkpoint_root=str(roots["checkpoints"]),
+        output_dir=str(roots["models"]),
+        checkpoint_every_steps=20,
+    )
+    assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
+    result = _xcom("tg_local_happy")
+    assert result["partition_key"] == DATE
+    assert result["final_step"] == 60
+    assert result["resumed_from_step"] == 0
+    ckpt_dir = Path(result["checkpoint_dir"])
+    assert ckpt_dir.is_relative_to(roots["checkpoints"])
+    assert "tg_local_happy" in ckpt_dir.parts and DATE in ckpt_dir.name
+    assert sorted(p.name for p in ckpt_dir.glob("step-*"))[-1] == "step-000000000060"
+    metrics = json.loads((roots["models"] / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.7
+
+
+def test_retry_after_preemption_resumes_from_the_saved_checkpoint(run_dag, roots, tmp_path: Path) -> None:
+    """A preempted 2 h job restarted from step 0 on every retry and took 10 h."""
+    wrapper = tmp_path / "preempt_once.py"
+    wrapper.write_text(
+        textwrap.dedent(
+            f"""
+            import os, runpy, signal, sys, threading
+            # First attempt: deliver SIGTERM (a preemption) once step 30 has been checkpointed.
+            if os.environ["TRAINING_GUARD_ATTEMPT"] == "1":
+                from airflow_training_guard.runtime import read_heartbeat
+                def watch():
+                    import time
+                    while True:
+                        hb = read_heartbeat(os.environ["TRAINING_GUARD_HEARTBEAT_FILE"])
+                        if hb and hb.step >= 30:
+                            os.kill(os.getpid(), signal.SIGTERM)
+                            return
+                        time.sleep(0.01)
+                threading.Thread(target=watch, daemon=True).start()
+            with open(os.path.join({str(tmp_path)!r}, "attempts.log"), "a") as f:
+                f.write(os.environ["TRAINING_GUARD_ATTEMPT"] + " " + os.environ["TRAINING_GUARD_RESUME_STEP"] + "\\n")
+            sys.argv = [{str(TRAIN)!r}] + sys.argv[1:]
+            runpy.run_path({str(TRAIN)!r}, run_name="__main__")
+            """
+        )
+    )
+    dag = _dag(
+        "tg_local_preempt",
+        command=[
+            sys.executable,
+            str(wrapper),
+            "--data-dir",
+            str(roots["data"]),
+            "--steps",
+            "80",
+            "--step-seconds",
+            "0.01",
+        ],
+        partition_key=DATE,
+        expected_runtime="2m",
+        poll_interval="0.2s",
+        checkpoint_root=str(roots["checkpoints"]),
+        output_dir=str(roots["models"]),
+        checkpoint_every_steps=10,
+        smoke_run_steps=0,
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+    )
+    assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
+    attempts = (tmp_path / "attempts.log").read_text().split("\n")
+    first, second = attempts[0].split(), attempts[1].split()
+    assert first == ["1", "0"]
+    assert second[0] == "2" and int(second[1]) >= 30, attempts
+    result = _xcom("tg_local_preempt")
+    assert result["resumed_from_step"] >= 30
+    assert result["final_step"] == 80
+
+
+def test_smoke_run_failure_stops_the_job_before_the_full_run(run_dag, roots, tmp_path: Path) -> None:
+    dag = _dag(
+        "tg_local_smoke_fail",
+        # Data for a date that has no partitions: the program exits 78 (bad input) in the smoke run.
+        command=[sys.executable, str(TRAIN), "--data-dir", str(tmp_path / "empty"), "--steps", "50"],
+        partition_key=DATE,
+        expected_runtime="2m",
+        poll_interval="0.2s",
+        checkpoint_root=str(roots["checkpoints"]),
+        output_dir=str(roots["models"]),
+        retries=2,
+    )
+    assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "failed"}
+    assert not (roots["models"] / "metrics.json").exists()
+
+
+def test_only_corrupt_checkpoints_fail_the_task_with_the_directory_and_the_fix(
+    run_dag, roots, capfd
+) -> None:
+    from airflow_training_guard.policies.checkpoints import CheckpointPolicy
+
+    ckpt = Path(
+        CheckpointPolicy(root=str(roots["checkpoints"])).checkpoint_dir(
+            dag_id="tg_local_corrupt", task_id="train", partition_key=DATE
+        )
+    )
+    bad = ckpt / "step-000000000010"
+    bad.mkdir(parents=True)
+    (bad / "MANIFEST.json").write_text("{not json")
+    dag = _dag(
+        "tg_local_corrupt",
+        command=[sys.executable, str(TRAIN), "--data-dir", str(roots["data"]), "--steps", "20"],
+        partition_key=DATE,
+        expected_runtime="2m",
+        checkpoint_root=str(roots["checkpoints"]),
+        retries=0,
+    )
+    assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "failed"}
+    # Airflow's task logger writes through structlog to the process's stdout.
+    out, err = capfd.readouterr()
+    log = out + err
+    assert f"all 1 checkpoint(s) in {ckpt} are corrupt" in log
+    assert "on_corrupt_checkpoints='restart'" in log
+    assert "AirflowFailException" in log  # not retried: a person has to look
