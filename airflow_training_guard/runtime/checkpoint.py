@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_training_guard.exceptions import CheckpointError
 
@@ -80,6 +80,14 @@ class UnknownCheckpointFileError(CheckpointError, KeyError):
     def __str__(self) -> str:
         # KeyError.__str__ quotes its argument as a repr; this message is a sentence.
         return str(self.args[0]) if self.args else ""
+
+
+class LoggerLike(Protocol):
+    """What the checkpointer needs of a logger: a stdlib logger or Airflow's task logger."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ class Checkpointer:
         checkpoint_dir: str | os.PathLike[str],
         *,
         keep_last: int = 3,
-        logger: logging.Logger | None = None,
+        logger: LoggerLike | None = None,
     ) -> None:
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
             raise ValueError(
@@ -191,7 +199,7 @@ class Checkpointer:
             )
         self.checkpoint_dir = Path(os.fspath(checkpoint_dir))
         self.keep_last = keep_last
-        self.log = logger if logger is not None else logging.getLogger(__name__)
+        self.log: LoggerLike = logger if logger is not None else logging.getLogger(__name__)
 
     def __repr__(self) -> str:
         return f"Checkpointer({str(self.checkpoint_dir)!r}, keep_last={self.keep_last})"

@@ -150,9 +150,7 @@ def test_smoke_run_failure_stops_the_job_before_the_full_run(run_dag, roots, tmp
     assert not (roots["models"] / "metrics.json").exists()
 
 
-def test_only_corrupt_checkpoints_fail_the_task_with_the_directory_and_the_fix(
-    run_dag, roots, capfd
-) -> None:
+def test_only_corrupt_checkpoints_fail_the_task_with_the_directory_and_the_fix(run_dag, roots, capfd) -> None:
     from airflow_training_guard.policies.checkpoints import CheckpointPolicy
 
     ckpt = Path(
