@@ -29,6 +29,7 @@ from airflow_training_guard.launchers.process import (
     SupervisionLimits,
     describe_returncode,
 )
+from airflow_training_guard.operators.common import resolve_partition_key
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
@@ -211,7 +212,7 @@ class LocalTrainingOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         executable = self._resolve_executable(self.command[0])
         command = [executable, *self.command[1:]]
-        partition_key = self._partition_key(context)
+        partition_key = resolve_partition_key(self.partition_key, context, task_id=self.task_id)
         policy = self._effective_checkpoint_policy()
         checkpoint_dir = Path(
             policy.checkpoint_dir(dag_id=self.dag_id, task_id=self.task_id, partition_key=partition_key)
@@ -290,21 +291,6 @@ class LocalTrainingOperator(BaseOperator):
                 f"this worker (PATH={os.environ.get('PATH', '')}); use an absolute path or install it"
             )
         return found
-
-    def _partition_key(self, context: Context) -> str:
-        if self.partition_key:
-            return str(self.partition_key)
-        dag_run = context.get("dag_run")
-        run_key = getattr(dag_run, "partition_key", None)
-        if run_key:
-            return str(run_key)
-        ds = context.get("ds")
-        if ds:
-            return str(ds)
-        raise AirflowFailException(
-            f"task {self.task_id!r} has no partition_key: the run has neither a partition_key nor a "
-            "logical date; pass partition_key='...' to the operator or trigger the run with one"
-        )
 
     def _effective_checkpoint_policy(self) -> CheckpointPolicy:
         root = self.checkpoint_root or _default_root(CHECKPOINT_ROOT_ENV, "checkpoints")

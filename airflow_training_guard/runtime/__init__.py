@@ -32,6 +32,7 @@ from airflow_training_guard.runtime.contract import (
     ENV_CHECKPOINT_EVERY,
     ENV_CHECKPOINT_KEEP,
     ENV_HEARTBEAT_FILE,
+    ENV_HEARTBEAT_LOG_INTERVAL,
     ENV_OUTPUT_DIR,
     ENV_PARTITION_KEY,
     ENV_RESUME_FROM,
@@ -44,8 +45,12 @@ from airflow_training_guard.runtime.contract import (
 )
 from airflow_training_guard.runtime.heartbeat import (
     HEARTBEAT_FORMAT_VERSION,
+    HEARTBEAT_LINE_PREFIX,
     Heartbeat,
     HeartbeatRecord,
+    format_heartbeat_line,
+    last_heartbeat_in,
+    parse_heartbeat_line,
     read_heartbeat,
 )
 from airflow_training_guard.runtime.preemption import PreemptionGuard, exit_preempted
@@ -58,6 +63,7 @@ __all__ = [
     "ENV_CHECKPOINT_EVERY",
     "ENV_CHECKPOINT_KEEP",
     "ENV_HEARTBEAT_FILE",
+    "ENV_HEARTBEAT_LOG_INTERVAL",
     "ENV_OUTPUT_DIR",
     "ENV_PARTITION_KEY",
     "ENV_RESUME_FROM",
@@ -67,6 +73,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PREEMPTED",
     "HEARTBEAT_FORMAT_VERSION",
+    "HEARTBEAT_LINE_PREFIX",
     "Checkpoint",
     "CheckpointError",
     "CheckpointScan",
@@ -78,5 +85,8 @@ __all__ = [
     "TrainingEnvironment",
     "UnknownCheckpointFileError",
     "exit_preempted",
+    "format_heartbeat_line",
+    "last_heartbeat_in",
+    "parse_heartbeat_line",
     "read_heartbeat",
 ]

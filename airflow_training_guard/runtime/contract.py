@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_training_guard.runtime.heartbeat import Heartbeat
+
 #: The partition this attempt trains on, e.g. ``2026-11-01`` or ``berlin|2026-11-01``.
 ENV_PARTITION_KEY = "TRAINING_GUARD_PARTITION_KEY"
 #: Directory that holds this partition's checkpoints; private to (dag, task, partition_key).
@@ -28,6 +30,9 @@ ENV_RESUME_FROM = "TRAINING_GUARD_RESUME_FROM"
 ENV_RESUME_STEP = "TRAINING_GUARD_RESUME_STEP"
 #: File the program rewrites with its progress (step, metrics, time); the launcher reads it.
 ENV_HEARTBEAT_FILE = "TRAINING_GUARD_HEARTBEAT_FILE"
+#: When set (seconds), the program also prints heartbeat marker lines to stdout at most this
+#: often; pod launchers read them from the log stream because they cannot read the file.
+ENV_HEARTBEAT_LOG_INTERVAL = "TRAINING_GUARD_HEARTBEAT_LOG_INTERVAL"
 #: Directory where the program writes its final artifact (the model).
 ENV_OUTPUT_DIR = "TRAINING_GUARD_OUTPUT_DIR"
 #: When set to N > 0, this is a smoke run: train N steps on a small sample, write nothing durable.
@@ -58,6 +63,7 @@ class TrainingEnvironment:
     :param output_dir: where the final artifact goes.
     :param smoke_steps: number of steps of a smoke run, or 0 for the real run.
     :param attempt: 1-based attempt number.
+    :param heartbeat_log_interval: seconds between heartbeat marker lines on stdout, or None.
     """
 
     partition_key: str
@@ -70,10 +76,15 @@ class TrainingEnvironment:
     output_dir: Path | None = None
     smoke_steps: int = 0
     attempt: int = 1
+    heartbeat_log_interval: float | None = None
 
     @property
     def is_smoke_run(self) -> bool:
         return self.smoke_steps > 0
+
+    def heartbeat(self) -> Heartbeat:
+        """The heartbeat writer this launcher asked for (file, log lines, or both)."""
+        return Heartbeat(self.heartbeat_file, log_interval=self.heartbeat_log_interval)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainingEnvironment:
@@ -106,6 +117,18 @@ class TrainingEnvironment:
                 raise ValueError(f"environment variable {name}={raw!r} must be >= 0")
             return value
 
+        def optional_seconds(name: str) -> float | None:
+            raw = env.get(name, "")
+            if raw == "":
+                return None
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"environment variable {name}={raw!r} is not a number of seconds") from None
+            if not value >= 0:
+                raise ValueError(f"environment variable {name}={raw!r} must be >= 0")
+            return value
+
         def optional_path(name: str) -> Path | None:
             raw = env.get(name, "")
             return Path(raw) if raw else None
@@ -121,6 +144,7 @@ class TrainingEnvironment:
             output_dir=optional_path(ENV_OUTPUT_DIR),
             smoke_steps=integer(ENV_SMOKE_STEPS, 0),
             attempt=max(1, integer(ENV_ATTEMPT, 1)),
+            heartbeat_log_interval=optional_seconds(ENV_HEARTBEAT_LOG_INTERVAL),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -140,4 +164,6 @@ class TrainingEnvironment:
             env[ENV_HEARTBEAT_FILE] = str(self.heartbeat_file)
         if self.output_dir is not None:
             env[ENV_OUTPUT_DIR] = str(self.output_dir)
+        if self.heartbeat_log_interval is not None:
+            env[ENV_HEARTBEAT_LOG_INTERVAL] = f"{self.heartbeat_log_interval:g}"
         return env

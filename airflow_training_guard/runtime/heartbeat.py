@@ -22,10 +22,12 @@ import json
 import logging
 import math
 import os
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 __all__ = ["HEARTBEAT_FORMAT_VERSION", "Heartbeat", "HeartbeatRecord", "read_heartbeat"]
 
@@ -59,7 +61,14 @@ class Heartbeat:
         fast steps does not spend its time rewriting a file nobody reads that often.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, *, min_interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        min_interval: float = 0.0,
+        log_interval: float | None = None,
+        log_stream: TextIO | None = None,
+    ) -> None:
         if (
             isinstance(min_interval, bool)
             or not isinstance(min_interval, int | float)
@@ -68,8 +77,19 @@ class Heartbeat:
             raise ValueError(
                 f"min_interval={min_interval!r} is invalid: use a number of seconds >= 0 (0 writes every beat)"
             )
+        if log_interval is not None and not (
+            isinstance(log_interval, int | float) and not isinstance(log_interval, bool) and log_interval >= 0
+        ):
+            raise ValueError(
+                f"log_interval={log_interval!r} is invalid: use a number of seconds >= 0 or None"
+            )
         self.path = Path(os.fspath(path)) if path is not None else None
         self.min_interval = float(min_interval)
+        # Pod launchers cannot read a file inside the container: they read heartbeat marker lines
+        # from the log stream instead (docs/checkpoint-contract.md). None: no marker lines.
+        self.log_interval = None if log_interval is None else float(log_interval)
+        self.log_stream = log_stream
+        self._last_log: float | None = None
         # monotonic, not wall-clock: a clock adjustment must not stop or flood the heartbeats.
         self._last_write: float | None = None
         self._failing = False
@@ -99,9 +119,16 @@ class Heartbeat:
                 raise ValueError(
                     f"heartbeat metric {key!r}={value!r} is not a number; pass floats (e.g. loss.item())"
                 ) from None
+        now = time.monotonic()
+        if self.log_interval is not None and (
+            force or self._last_log is None or now - self._last_log >= self.log_interval
+        ):
+            stream = self.log_stream if self.log_stream is not None else sys.stdout
+            stream.write(format_heartbeat_line(step, values) + "\n")
+            stream.flush()
+            self._last_log = now
         if self.path is None:
             return
-        now = time.monotonic()
         if not force and self._last_write is not None and now - self._last_write < self.min_interval:
             return
         record = {
@@ -154,3 +181,41 @@ def read_heartbeat(path: str | os.PathLike[str]) -> HeartbeatRecord | None:
             return None
         values[str(key)] = float(value)
     return HeartbeatRecord(step=step, metrics=values, time=float(written), pid=pid)
+
+
+#: Prefix of heartbeat marker lines in the program's output (read by pod launchers).
+HEARTBEAT_LINE_PREFIX = "TRAINING_GUARD_HEARTBEAT "
+
+
+def format_heartbeat_line(step: int, metrics: Mapping[str, float] | None = None) -> str:
+    """``TRAINING_GUARD_HEARTBEAT {"step": 12, "metrics": {...}, "time": ...}`` (one line)."""
+    payload = {"step": step, "metrics": dict(metrics or {}), "time": time.time(), "pid": os.getpid()}
+    return HEARTBEAT_LINE_PREFIX + json.dumps(payload, separators=(",", ":"))
+
+
+def parse_heartbeat_line(line: str) -> HeartbeatRecord | None:
+    """The record in one marker line, or None for any other line (never raises)."""
+    index = line.find(HEARTBEAT_LINE_PREFIX)
+    if index < 0:
+        return None
+    try:
+        payload = json.loads(line[index + len(HEARTBEAT_LINE_PREFIX) :])
+        step = payload["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            return None
+        metrics = {str(k): float(v) for k, v in dict(payload.get("metrics") or {}).items()}
+        return HeartbeatRecord(
+            step=step, metrics=metrics, time=float(payload.get("time", 0.0)), pid=int(payload.get("pid", 0))
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def last_heartbeat_in(lines: Iterable[str]) -> HeartbeatRecord | None:
+    """The newest heartbeat marker in ``lines`` (e.g. the tail of a pod's log)."""
+    found: HeartbeatRecord | None = None
+    for line in lines:
+        record = parse_heartbeat_line(line)
+        if record is not None:
+            found = record
+    return found

@@ -35,7 +35,6 @@ import numpy as np
 from airflow_training_guard.runtime import (
     EXIT_CONFIG_ERROR,
     Checkpointer,
-    Heartbeat,
     PreemptionGuard,
     TrainingEnvironment,
     exit_preempted,
@@ -105,17 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     x = np.hstack([data[:, :-1], np.ones((len(data), 1))])  # bias column
     y = data[:, -1]
     checkpointer = Checkpointer(env.checkpoint_dir, keep_last=env.checkpoint_keep)
-    heartbeat = Heartbeat(env.heartbeat_file)
+    heartbeat = env.heartbeat()  # a file for the local launcher, log lines in a pod
 
     w = np.zeros(x.shape[1])
     start_step = 0
-    if env.resume_from is not None:
-        # The launcher found this checkpoint valid a moment ago; latest() re-verifies it.
-        checkpoint = checkpointer.latest()
-        if checkpoint is not None:
-            w = np.load(io.BytesIO(checkpoint.read_bytes("weights.npy")), allow_pickle=False)
-            start_step = checkpoint.step
-            print(f"resumed from checkpoint step {start_step} ({checkpoint.path})", flush=True)
+    # Always ask the checkpointer: the local launcher also passes TRAINING_GUARD_RESUME_FROM, but a
+    # pod launcher cannot see the volume, so the program finds the newest valid checkpoint itself.
+    checkpoint = checkpointer.latest()
+    if checkpoint is not None:
+        w = np.load(io.BytesIO(checkpoint.read_bytes("weights.npy")), allow_pickle=False)
+        start_step = checkpoint.step
+        print(f"resumed from checkpoint step {start_step} ({checkpoint.path})", flush=True)
     print(
         f"training partition_key={env.partition_key} rows={len(y)} steps={start_step}->{total_steps} "
         f"attempt={env.attempt} smoke={env.is_smoke_run}",
