@@ -10,6 +10,12 @@ names the bad value and the fix, so mistakes surface in the DAG import errors in
 - :mod:`.checkpoints`: :class:`CheckpointPolicy`, one private directory per (DAG, task,
   partition_key), injectively encoded and always under the root.
 - :mod:`.profiles`: the ``"safe"`` (default) and ``"fast"`` presets.
+- :mod:`.images`: OCI image references and digest pinning (``require_pinned``).
+- :mod:`.gpus`: GPU node shapes, the fit check, fragmentation and the packing report.
+- :mod:`.diagnostics`: classify a failed pod (OOMKilled, Unschedulable, ...) into a reason, a
+  hint and whether a retry can help.
+
+The last three are imported from their modules (``airflow_training_guard.policies.images`` ...).
 
 Pure Python, standard library only, no Airflow import: the package is tested without Airflow and
 launchers translate these policies into their own settings. See ``docs/timeouts-and-profiles.md``.
