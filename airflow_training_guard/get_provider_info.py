@@ -37,7 +37,28 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_training_guard.operators.local"],
+                "python-modules": [
+                    "airflow_training_guard.operators.local",
+                    "airflow_training_guard.operators.training_pod",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_training_guard.sensors.completeness"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_training_guard.triggers.completeness"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_training_guard.hooks.kubernetes_inventory"],
             }
         ],
     }

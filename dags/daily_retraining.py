@@ -1,9 +1,9 @@
 """Daily retraining of the example click model, on the embedded default launcher.
 
-Every day at 02:00 UTC, train on yesterday's 24 hourly partitions with the local launcher
-(checkpoint/resume, deadline and stall detection), then evaluate the model and refuse one whose
-accuracy is below the bar. The completeness sensor, pre-flight checks and promotion join this
-graph as they land (see docs/index.md).
+Every day at 02:00 UTC: wait until all 24 of yesterday's hourly partitions are present and
+finalized, train on them with the local launcher (checkpoint/resume, deadline and stall
+detection), then evaluate the model and refuse one whose accuracy is below the bar. Pre-flight
+checks and promotion join this graph as they land (see docs/index.md).
 
 Paths come from the environment so the same file runs in the demo, in tests and in docker-compose:
 ``TRAINING_GUARD_DATA_ROOT`` (hourly partitions), ``TRAINING_GUARD_CHECKPOINT_ROOT`` and
@@ -22,6 +22,8 @@ from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_training_guard.operators.local import LocalTrainingOperator
+from airflow_training_guard.partitions import HoursOfDay, ObjectStorageSource
+from airflow_training_guard.sensors.completeness import PartitionCompletenessSensor
 
 EXAMPLES = Path(
     os.environ.get("TRAINING_GUARD_EXAMPLES_DIR", Path(__file__).resolve().parent.parent / "examples")
@@ -42,6 +44,23 @@ with DAG(
     tags=["training-guard", "example"],
     doc_md=__doc__,
 ) as dag:
+    wait_for_partitions = PartitionCompletenessSensor(
+        task_id="wait_for_partitions",
+        # Yesterday's 24 hourly partitions (UTC): the same day `train` reads.
+        expected=HoursOfDay("{{ macros.ds_add(ds, -1) }}", timezone="UTC"),
+        # The layout examples/training/sample_data.py writes: date=YYYY-MM-DD/hour=HH/part-0.csv + _SUCCESS.
+        source=ObjectStorageSource(DATA_ROOT + "/date={date}/hour={hour}"),
+        poke_interval="5m",
+        mode="reschedule",
+        grace_period="6h",
+        timeout="12h",
+        doc_md=(
+            "Blocks `train` until all of yesterday's hourly partitions are present and finalized "
+            "(`_SUCCESS` and non-empty data); the log and the failure list the missing hours. "
+            "See docs/partition-completeness.md."
+        ),
+    )
+
     train = LocalTrainingOperator(
         task_id="train",
         # Yesterday's events: the run at 02:00 on day D trains on the 24 hours of D-1.
@@ -76,4 +95,5 @@ with DAG(
             )
         return {"partition_key": result["partition_key"], **metrics}
 
+    wait_for_partitions >> train
     evaluate(train.output)

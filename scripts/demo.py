@@ -127,13 +127,19 @@ def main() -> None:
     summary = summarize(env, partition_date)
     train = as_dict(summary["xcom"].get("train"))  # type: ignore[union-attr]
     evaluation = as_dict(summary["xcom"].get("evaluate"))  # type: ignore[union-attr]
+    completeness = as_dict(summary["xcom"].get("wait_for_partitions"))  # type: ignore[union-attr]
     checkpoints = sorted(Path(str(train.get("checkpoint_dir", ""))).glob("step-*")) if train else []
     print()
     print(f"daily retraining demo: run {summary['run_id']} -> {summary['state']} in {elapsed:.0f}s")
     for task_id, state in sorted(summary["tasks"].items()):  # type: ignore[union-attr]
         print(f"  task {task_id:<12} {state}")
+    if completeness:
+        print(
+            f"  partitions        {completeness['present_count']}/{completeness['expected_count']} "
+            "hourly partitions verified present and finalized by wait_for_partitions"
+        )
     if train:
-        print(f"  partition_key     {train['partition_key']} (24/24 hourly partitions written)")
+        print(f"  partition_key     {train['partition_key']}")
         print(f"  training          steps {train['resumed_from_step']} -> {train['final_step']}")
         print(f"  checkpoints       {len(checkpoints)} kept in {train['checkpoint_dir']}")
         print(f"  model             {train['output_dir']}/model.npy")

@@ -72,3 +72,9 @@ def test_pure_packages_import_no_airflow_and_no_third_party_clients(package: str
     """runtime/ runs inside training images that do not have Airflow; policies/ must test without it."""
     loaded = _modules_loaded_by(f"import {package}")
     assert not loaded & {"airflow", "kubernetes", "huggingface_hub", "numpy", "sqlalchemy", "pendulum"}
+
+
+def test_partitions_package_imports_no_airflow_and_no_clients() -> None:
+    """partitions/ is pure logic; pendulum (time zones) is its only third-party import."""
+    loaded = _modules_loaded_by("import airflow_training_guard.partitions")
+    assert not loaded & {"airflow", "kubernetes", "huggingface_hub", "numpy", "sqlalchemy"}
