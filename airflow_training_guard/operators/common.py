@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_training_guard.policies.durations import DurationLike, parse_duration
+from airflow_training_guard.policies.timeouts import TimeoutPolicy
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_training_guard.policies.profiles import GuardProfile
 
 
 def resolve_partition_key(explicit: str | None, context: Context, *, task_id: str) -> str:
@@ -29,4 +35,35 @@ def resolve_partition_key(explicit: str | None, context: Context, *, task_id: st
     raise AirflowFailException(
         f"task {task_id!r} has no partition_key: the run has neither a partition_key nor a "
         "logical date; pass partition_key='...' to the operator or trigger the run with one"
+    )
+
+
+def timeout_policy_for(
+    profile: GuardProfile,
+    *,
+    expected_runtime: DurationLike,
+    timeout_buffer: float | None,
+    deadline: DurationLike | None,
+    startup_timeout: DurationLike | None,
+    stall_after: DurationLike | bool | None,
+    poll_interval: DurationLike,
+) -> TimeoutPolicy:
+    """The TimeoutPolicy of a training task: explicit values first, then the profile's.
+
+    ``stall_after=True`` means "the profile's value", ``False``/``None`` disables stall detection.
+    ``startup_timeout`` defaults to 10 minutes, or ``expected_runtime`` when the job is shorter
+    (a default must never be rejected as longer than the deadline).
+    """
+    if startup_timeout is None:
+        startup_timeout = min(
+            timedelta(minutes=10), parse_duration(expected_runtime, name="expected_runtime")
+        )
+    stall = (profile.stall_after if stall_after else None) if isinstance(stall_after, bool) else stall_after
+    return TimeoutPolicy.build(
+        expected_runtime=expected_runtime,
+        buffer=profile.timeout_buffer if timeout_buffer is None else timeout_buffer,
+        deadline=deadline,
+        startup_timeout=startup_timeout,
+        stall_after=stall,
+        poll_interval=poll_interval,
     )

@@ -29,11 +29,10 @@ from airflow_training_guard.launchers.process import (
     SupervisionLimits,
     describe_returncode,
 )
-from airflow_training_guard.operators.common import resolve_partition_key
+from airflow_training_guard.operators.common import resolve_partition_key, timeout_policy_for
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
-from airflow_training_guard.policies.timeouts import TimeoutPolicy
 from airflow_training_guard.runtime.checkpoint import Checkpointer
 from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, TrainingEnvironment
 
@@ -146,20 +145,13 @@ class LocalTrainingOperator(BaseOperator):
             self._resolve_executable(self.command[0])
         self.partition_key = partition_key
 
-        profile_stall = self.guard_profile.stall_after
-        stall: DurationLike | None = (
-            (profile_stall if stall_after is True else None) if isinstance(stall_after, bool) else stall_after
-        )
-        if startup_timeout is None:
-            startup_timeout = min(
-                timedelta(minutes=10), parse_duration(expected_runtime, name="expected_runtime")
-            )
-        self.timeout_policy = TimeoutPolicy.build(
+        self.timeout_policy = timeout_policy_for(
+            self.guard_profile,
             expected_runtime=expected_runtime,
-            buffer=self.guard_profile.timeout_buffer if timeout_buffer is None else timeout_buffer,
+            timeout_buffer=timeout_buffer,
             deadline=deadline,
             startup_timeout=startup_timeout,
-            stall_after=stall,
+            stall_after=stall_after,
             poll_interval=poll_interval,
         )
         self.termination_grace = parse_duration(termination_grace, name="termination_grace")

@@ -31,7 +31,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from kubernetes.client import models as k8s
 
 from airflow_training_guard.exceptions import GuardConfigError
-from airflow_training_guard.operators.common import resolve_partition_key
+from airflow_training_guard.operators.common import resolve_partition_key, timeout_policy_for
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
 from airflow_training_guard.policies.diagnostics import Diagnosis, FailureKind, diagnose, failure_message
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
@@ -47,7 +47,6 @@ from airflow_training_guard.policies.gpus import (
 )
 from airflow_training_guard.policies.images import ImageReference, require_pinned
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
-from airflow_training_guard.policies.timeouts import TimeoutPolicy
 from airflow_training_guard.runtime import contract
 from airflow_training_guard.runtime.heartbeat import last_heartbeat_in
 
@@ -145,21 +144,14 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         self.guard_profile = get_profile(profile)
         kwargs.setdefault("retries", self.guard_profile.retries)
         # -- timeouts ------------------------------------------------------------------------------
-        if startup_timeout is None:
-            startup_timeout = min(
-                timedelta(minutes=10), parse_duration(expected_runtime, name="expected_runtime")
-            )
-        profile_stall = self.guard_profile.stall_after
-        stall: DurationLike | None = (
-            (profile_stall if stall_after is True else None) if isinstance(stall_after, bool) else stall_after
-        )
         self.heartbeat_log_interval = parse_duration(heartbeat_log_interval, name="heartbeat_log_interval")
-        self.timeout_policy = TimeoutPolicy.build(
+        self.timeout_policy = timeout_policy_for(
+            self.guard_profile,
             expected_runtime=expected_runtime,
-            buffer=self.guard_profile.timeout_buffer if timeout_buffer is None else timeout_buffer,
+            timeout_buffer=timeout_buffer,
             deadline=deadline,
             startup_timeout=startup_timeout,
-            stall_after=stall,
+            stall_after=stall_after,
             # The watchdog reads the log tail; a poll per heartbeat line is plenty.
             poll_interval=self.heartbeat_log_interval,
         )
