@@ -40,13 +40,17 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_training_guard.operators.local",
                     "airflow_training_guard.operators.training_pod",
+                    "airflow_training_guard.operators.promotion",
                 ],
             }
         ],
         "sensors": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_training_guard.sensors.completeness"],
+                "python-modules": [
+                    "airflow_training_guard.sensors.completeness",
+                    "airflow_training_guard.sensors.drift",
+                ],
             }
         ],
         "triggers": [

@@ -1,0 +1,71 @@
+"""Model promotion: compare-and-swap on the production pointer, with history and rollback.
+
+See ``docs/model-promotion.md``. Backends: :class:`~.sql.SqlModelRegistry` (SQLite, PostgreSQL)
+and :class:`~.hub.HubModelRegistry` (Hugging Face Hub). No Airflow import in this package.
+"""
+
+from __future__ import annotations
+
+from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.promotion.policy import Decision, PromotionPolicy
+from airflow_training_guard.promotion.promote import Backoff, default_artifact_exists, promote, rollback
+from airflow_training_guard.promotion.registry import (
+    Candidate,
+    HistoryEntry,
+    ModelRegistry,
+    Observed,
+    ProductionPointer,
+    PromotionOutcome,
+    PromotionResult,
+    RegistryError,
+    UnknownVersionError,
+)
+
+__all__ = [
+    "Backoff",
+    "Candidate",
+    "Decision",
+    "HistoryEntry",
+    "ModelRegistry",
+    "Observed",
+    "ProductionPointer",
+    "PromotionOutcome",
+    "PromotionPolicy",
+    "PromotionResult",
+    "RegistryError",
+    "UnknownVersionError",
+    "check_registry_url",
+    "default_artifact_exists",
+    "promote",
+    "registry_from_url",
+    "rollback",
+]
+
+_HUB_SCHEMES = ("hf://", "hf+http://", "hf+https://")
+
+
+def check_registry_url(url: str) -> None:
+    """Reject a registry URL this package cannot open, with the accepted forms in the message."""
+    if not isinstance(url, str) or not (
+        url.startswith(("sqlite:", "postgresql", "mysql")) or url.startswith(_HUB_SCHEMES)
+    ):
+        raise GuardConfigError(
+            f"registry {url!r} is not a registry URL; use 'sqlite:////abs/path/registry.db', "
+            "'postgresql+psycopg://user@host/db', 'hf://' (the Hub, token from HF_TOKEN) or "
+            "'hf+http://127.0.0.1:8080' (a Hub-compatible endpoint)"
+        )
+
+
+def registry_from_url(url: str) -> ModelRegistry:
+    """Open a registry: a SQLAlchemy URL, ``hf://`` (huggingface.co) or ``hf+https://<endpoint>``."""
+    import os
+
+    check_registry_url(url)
+    if url.startswith(_HUB_SCHEMES):
+        from airflow_training_guard.promotion.hub import HubModelRegistry
+
+        endpoint = None if url.startswith("hf://") else url.removeprefix("hf+")
+        return HubModelRegistry(endpoint=endpoint or None, token=os.environ.get("HF_TOKEN"))
+    from airflow_training_guard.promotion.sql import SqlModelRegistry
+
+    return SqlModelRegistry(url)

@@ -1,0 +1,165 @@
+"""Hugging Face Hub model registry: the production pointer is a file in the model repo.
+
+``production.json`` holds the pointer; ``promotions/history.jsonl`` holds every swap, one JSON
+line each, and is rewritten in the *same* commit as the pointer, so pointer and history can
+never disagree. The swap is ``create_commit(..., parent_commit=<head sha read>)``: if anyone
+committed to the branch since we read it, the Hub answers HTTP 412 and we report a conflict.
+
+``huggingface_hub`` is imported lazily: the SQL backend must not need it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_training_guard.promotion.registry import (
+    HistoryEntry,
+    Observed,
+    ProductionPointer,
+    RegistryError,
+)
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+__all__ = ["HubModelRegistry"]
+
+#: HTTP statuses with which the Hub refuses a commit whose parent is no longer the branch head.
+CONFLICT_STATUSES = frozenset({409, 412})
+
+
+class HubModelRegistry:
+    """Production pointers as files in Hugging Face Hub model repos (one repo per model).
+
+    The ``model_name`` passed to :meth:`read` and friends is the repo id (``org/ranker``).
+
+    :param endpoint: Hub URL; None means ``huggingface_hub``'s default (``HF_ENDPOINT``).
+    :param token: a write token for the model repos; None uses the locally saved token.
+    :param revision: the branch that holds the pointer.
+    :param pointer_path: path of the pointer file in the repo.
+    :param history_path: path of the history file in the repo.
+    :param cache_dir: where pointer files downloaded by commit SHA are cached.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        revision: str = "main",
+        pointer_path: str = "production.json",
+        history_path: str = "promotions/history.jsonl",
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.token = token
+        self.revision = revision
+        self.pointer_path = pointer_path
+        self.history_path = history_path
+        self.cache_dir = str(cache_dir) if cache_dir is not None else None
+        self._api: HfApi | None = None
+
+    def __repr__(self) -> str:
+        return f"HubModelRegistry(endpoint={self.endpoint!r}, revision={self.revision!r})"
+
+    @property
+    def api(self) -> HfApi:
+        if self._api is None:
+            from huggingface_hub import HfApi
+
+            self._api = HfApi(endpoint=self.endpoint, token=self.token)
+        return self._api
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _head(self, repo_id: str) -> str:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            info = self.api.model_info(repo_id, revision=self.revision)
+        except HfHubHTTPError as err:
+            raise RegistryError(
+                f"cannot read model repo {repo_id!r} at {self.revision!r} on {self.api.endpoint}: {err}"
+            ) from err
+        if not info.sha:
+            raise RegistryError(f"model repo {repo_id!r} reported no commit SHA for {self.revision!r}")
+        return info.sha
+
+    def _file_at(self, repo_id: str, path: str, sha: str) -> bytes | None:
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+        try:
+            local = self.api.hf_hub_download(repo_id, path, revision=sha, cache_dir=self.cache_dir)
+        except EntryNotFoundError:
+            return None
+        except HfHubHTTPError as err:
+            raise RegistryError(f"cannot download {path!r} of {repo_id!r} at {sha}: {err}") from err
+        return Path(local).read_bytes()
+
+    def read(self, model_name: str) -> Observed:
+        sha = self._head(model_name)
+        raw = self._file_at(model_name, self.pointer_path, sha)
+        if raw is None:
+            return Observed(pointer=None, token=sha)
+        try:
+            pointer = ProductionPointer.from_dict(json.loads(raw))
+        except (ValueError, KeyError, TypeError) as err:
+            raise RegistryError(
+                f"{self.pointer_path!r} of {model_name!r} at {sha} is not a production pointer: {err}; "
+                "fix or delete the file in the repo"
+            ) from err
+        return Observed(pointer=pointer, token=sha)
+
+    def _history_lines(self, model_name: str, sha: str) -> list[str]:
+        raw = self._file_at(model_name, self.history_path, sha)
+        if raw is None:
+            return []
+        return [line for line in raw.decode("utf-8").splitlines() if line.strip()]
+
+    def history(self, model_name: str) -> list[HistoryEntry]:
+        sha = self._head(model_name)
+        return [HistoryEntry.from_dict(json.loads(line)) for line in self._history_lines(model_name, sha)]
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def compare_and_swap(self, model_name: str, expected: Observed, new: ProductionPointer) -> bool:
+        from huggingface_hub import CommitOperationAdd
+        from huggingface_hub.errors import HfHubHTTPError
+
+        sha = str(expected.token)
+        if new.version != expected.next_version or new.model_name != model_name:
+            raise ValueError(
+                f"new pointer v{new.version} of {new.model_name!r} must be v{expected.next_version} "
+                f"of {model_name!r}"
+            )
+        entry = HistoryEntry(pointer=new, replaced=expected.pointer)
+        lines = self._history_lines(model_name, sha)
+        lines.append(json.dumps(entry.to_dict(), sort_keys=True))
+        pointer_bytes = (json.dumps(new.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+        history_bytes = ("\n".join(lines) + "\n").encode()
+        replaced = f"v{expected.pointer.version}" if expected.pointer else "nothing"
+        message: dict[str, Any] = {
+            "commit_message": f"{new.action} {new.candidate_id} to production as v{new.version}",
+            "commit_description": f"replaces {replaced}; by {new.promoted_by} at {new.promoted_at}",
+        }
+        try:
+            self.api.create_commit(
+                model_name,
+                [
+                    CommitOperationAdd(self.pointer_path, pointer_bytes),
+                    CommitOperationAdd(self.history_path, history_bytes),
+                ],
+                parent_commit=sha,
+                revision=self.revision,
+                **message,
+            )
+        except HfHubHTTPError as err:
+            status = err.response.status_code if err.response is not None else None
+            if status in CONFLICT_STATUSES:
+                return False
+            raise RegistryError(
+                f"cannot commit the production pointer of {model_name!r} (HTTP {status}): {err}"
+            ) from err
+        return True
