@@ -41,6 +41,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_training_guard.operators.local",
                     "airflow_training_guard.operators.training_pod",
                     "airflow_training_guard.operators.promotion",
+                    "airflow_training_guard.operators.preflight",
                 ],
             }
         ],
@@ -62,7 +63,17 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_training_guard.hooks.kubernetes_inventory"],
+                "python-modules": [
+                    "airflow_training_guard.hooks.kubernetes_inventory",
+                    "airflow_training_guard.hooks.hub",
+                    "airflow_training_guard.hooks.oci_registry",
+                ],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_training_guard.hooks.hub.HubHook",
+                "connection-type": "huggingface_hub",
             }
         ],
     }
