@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_training_guard import __version__
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.launchers.process import (
     Ending,
@@ -29,6 +30,7 @@ from airflow_training_guard.launchers.process import (
     SupervisionLimits,
     describe_returncode,
 )
+from airflow_training_guard.manifest import RunManifest, file_sha256, python_environment, utc_now_iso
 from airflow_training_guard.operators.common import resolve_partition_key, timeout_policy_for
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
@@ -249,6 +251,7 @@ class LocalTrainingOperator(BaseOperator):
 
         outcome = self._supervise(command, training_env, self._limits(self.timeout_policy.hard_deadline))
         self._raise_for(outcome, training_env)
+        manifest_path = self._write_manifest(context, command, training_env, outcome, checkpointer)
         final_step = outcome.last_heartbeat.step if outcome.last_heartbeat else None
         self.log.info(
             "training finished in %s: partition_key=%s final_step=%s resumed_from_step=%s",
@@ -266,7 +269,60 @@ class LocalTrainingOperator(BaseOperator):
             "metrics": dict(outcome.last_heartbeat.metrics) if outcome.last_heartbeat else {},
             "attempt": attempt,
             "duration_seconds": round(outcome.duration, 3),
+            "manifest_path": str(manifest_path),
         }
+
+    def _write_manifest(
+        self,
+        context: Context,
+        command: list[str],
+        training_env: TrainingEnvironment,
+        outcome: Outcome,
+        checkpointer: Checkpointer,
+    ) -> Path:
+        """Record what this run used next to its model (docs/run-manifest.md).
+
+        Metrics are the last heartbeat's, overlaid with the numbers of a ``metrics.json`` the
+        program wrote into its output directory (the example program writes one).
+        """
+        output_dir = training_env.output_dir or Path(".")
+        metrics = dict(outcome.last_heartbeat.metrics) if outcome.last_heartbeat else {}
+        metrics_file = output_dir / "metrics.json"
+        if metrics_file.is_file():
+            try:
+                written = json.loads(metrics_file.read_text())
+                metrics.update({k: float(v) for k, v in written.items() if isinstance(v, int | float)})
+            except (OSError, ValueError) as err:
+                self.log.warning("cannot read %s for the run manifest: %s", metrics_file, err)
+        newest = checkpointer.latest()
+        checkpoints = tuple(
+            dict.fromkeys(str(p) for p in (training_env.resume_from, newest.path if newest else None) if p)
+        )
+        dag_file = getattr(self.dag, "fileloc", None) if self.has_dag() else None  # type: ignore[no-untyped-call]
+        manifest = RunManifest(
+            dag_id=self.dag_id,
+            run_id=str(context.get("run_id") or ""),
+            task_id=self.task_id,
+            partition_key=training_env.partition_key,
+            image_digest=None,
+            datasets={},
+            models={},
+            params={"command": command},
+            code={
+                "package_version": __version__,
+                "dag_file_sha256": file_sha256(dag_file) if dag_file and Path(dag_file).is_file() else "",
+            },
+            python_env=python_environment(),
+            checkpoints=checkpoints,
+            artifact_uri=str(output_dir),
+            metrics=metrics,
+            created_at=utc_now_iso(),
+        )
+        if not manifest.is_complete:
+            self.log.warning("run manifest is incomplete: missing %s", ", ".join(manifest.missing_fields()))
+        path = manifest.write(output_dir)
+        self.log.info("run manifest written to %s", path)
+        return path
 
     def on_kill(self) -> None:
         if self._supervisor is not None:

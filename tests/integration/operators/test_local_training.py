@@ -76,6 +76,33 @@ def test_example_program_trains_checkpoints_and_writes_a_model(run_dag, roots) -
     assert metrics["accuracy"] > 0.7
 
 
+def test_successful_run_writes_a_complete_manifest_next_to_the_model(run_dag, roots) -> None:
+    """Incident reviews could not tell which code, environment and checkpoints produced a model."""
+    from airflow_training_guard.manifest import RunManifest
+
+    dag = _dag(
+        "tg_local_manifest",
+        command=[sys.executable, str(TRAIN), "--data-dir", str(roots["data"]), "--steps", "20"],
+        partition_key=DATE,
+        expected_runtime="2m",
+        poll_interval="0.2s",
+        checkpoint_root=str(roots["checkpoints"]),
+        output_dir=str(roots["models"]),
+        checkpoint_every_steps=10,
+    )
+    assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
+    result = _xcom("tg_local_manifest")
+    manifest = RunManifest.read(result["manifest_path"])
+    assert manifest.is_complete, manifest.missing_fields()
+    assert manifest.partition_key == DATE
+    assert manifest.artifact_uri == str(roots["models"])
+    assert manifest.metrics["accuracy"] > 0.5
+    assert manifest.checkpoints[-1].endswith("step-000000000020")
+    assert manifest.code["dag_file_sha256"]  # the test module is this DAG's file
+    assert manifest.python_env is not None
+    assert manifest.python_env["python"].startswith("3.11")
+
+
 def test_retry_after_preemption_resumes_from_the_saved_checkpoint(run_dag, roots, tmp_path: Path) -> None:
     """A preempted 2 h job restarted from step 0 on every retry and took 10 h."""
     wrapper = tmp_path / "preempt_once.py"
