@@ -2,8 +2,8 @@
 
 Every day at 02:00 UTC: wait until all 24 of yesterday's hourly partitions are present and
 finalized, train on them with the local launcher (checkpoint/resume, deadline and stall
-detection), then evaluate the model and refuse one whose accuracy is below the bar. Pre-flight
-checks and promotion join this graph as they land (see docs/index.md).
+detection), evaluate the model and refuse one whose accuracy is below the bar, then promote it
+with a compare-and-swap on the production pointer if it beats production.
 
 Paths come from the environment so the same file runs in the demo, in tests and in docker-compose:
 ``TRAINING_GUARD_DATA_ROOT`` (hourly partitions), ``TRAINING_GUARD_CHECKPOINT_ROOT`` and
@@ -22,6 +22,7 @@ from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_training_guard.operators.local import LocalTrainingOperator
+from airflow_training_guard.operators.promotion import PromoteModelOperator
 from airflow_training_guard.partitions import HoursOfDay, ObjectStorageSource
 from airflow_training_guard.sensors.completeness import PartitionCompletenessSensor
 
@@ -33,6 +34,13 @@ DATA_ROOT = os.environ.get(
     str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "training-guard" / "data"),
 )
 MIN_ACCURACY = 0.70
+# The model registry: SQL compare-and-swap on the embedded SQLite by default; set
+# TRAINING_GUARD_REGISTRY_URL to postgresql+psycopg://... or hf://... in production.
+REGISTRY_URL = os.environ.get(
+    "TRAINING_GUARD_REGISTRY_URL",
+    "sqlite:///"
+    + str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "training-guard" / "registry.db"),
+)
 
 with DAG(
     dag_id="daily_retraining",
@@ -95,5 +103,19 @@ with DAG(
             )
         return {"partition_key": result["partition_key"], **metrics}
 
+    promote = PromoteModelOperator(
+        task_id="promote",
+        model_name="click-model",
+        registry=REGISTRY_URL,
+        # The manifest the train task wrote next to the model: the candidate, its metrics, its provenance.
+        manifest_path="{{ ti.xcom_pull(task_ids='train')['manifest_path'] }}",
+        metric="accuracy",
+        direction="max",
+        doc_md=(
+            "Compare-and-swap the production pointer to this model if it beats production on accuracy "
+            "and its run manifest is complete. See docs/model-promotion.md."
+        ),
+    )
+
     wait_for_partitions >> train
-    evaluate(train.output)
+    evaluate(train.output) >> promote

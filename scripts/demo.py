@@ -128,6 +128,7 @@ def main() -> None:
     train = as_dict(summary["xcom"].get("train"))  # type: ignore[union-attr]
     evaluation = as_dict(summary["xcom"].get("evaluate"))  # type: ignore[union-attr]
     completeness = as_dict(summary["xcom"].get("wait_for_partitions"))  # type: ignore[union-attr]
+    promotion = as_dict(summary["xcom"].get("promote"))  # type: ignore[union-attr]
     checkpoints = sorted(Path(str(train.get("checkpoint_dir", ""))).glob("step-*")) if train else []
     print()
     print(f"daily retraining demo: run {summary['run_id']} -> {summary['state']} in {elapsed:.0f}s")
@@ -143,8 +144,19 @@ def main() -> None:
         print(f"  training          steps {train['resumed_from_step']} -> {train['final_step']}")
         print(f"  checkpoints       {len(checkpoints)} kept in {train['checkpoint_dir']}")
         print(f"  model             {train['output_dir']}/model.npy")
+    if train.get("manifest_path"):
+        print(
+            f"  run manifest      {train['manifest_path']} (code, Python environment, checkpoints, metrics)"
+        )
     if evaluation:
         print(f"  evaluation        accuracy={evaluation['accuracy']:.3f} loss={evaluation['loss']:.4f}")
+    if promotion:
+        previous, current = promotion.get("previous") or {}, promotion.get("current") or {}
+        before = f"v{previous['version']}" if previous else "none"
+        after = f"v{current['version']}" if current else "none"
+        print(
+            f"  promotion         {promotion['outcome']}: production {before} -> {after} ({promotion['reason']})"
+        )
     print(f"  full log          {log}")
     if summary["state"] != "success":
         sys.exit(f"the demo run ended in state {summary['state']}; see {log}")
