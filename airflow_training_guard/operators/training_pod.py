@@ -209,7 +209,11 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
                 "container_security_context",
                 {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
             )
-        kwargs.setdefault("reattach_on_restart", True)  # a retry never starts a duplicate pod
+        if kwargs.get("reattach_on_restart") is None:
+            # A retry re-attaches to its running pod instead of starting a duplicate. `durable` is
+            # Airflow 3.3's name for it (`reattach_on_restart` is deprecated there).
+            kwargs.pop("reattach_on_restart", None)
+            kwargs.setdefault("durable", True)
         kwargs.setdefault("on_finish_action", "delete_pod")
         kwargs.setdefault("log_events_on_failure", True)
         super().__init__(image=image, **kwargs)
