@@ -204,7 +204,10 @@ class LocalTrainingOperator(BaseOperator):
     # -- Airflow entry points -------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        executable = self._resolve_executable(self.command[0])
+        try:
+            executable = self._resolve_executable(self.command[0])
+        except GuardConfigError as err:  # the same worker will not grow the program on a retry
+            raise AirflowFailException(str(err)) from err
         command = [executable, *self.command[1:]]
         partition_key = resolve_partition_key(self.partition_key, context, task_id=self.task_id)
         policy = self._effective_checkpoint_policy()

@@ -318,11 +318,14 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         )
         self._stall_detail = None
         if self.image_reference is None:  # templated image: rendered now
-            self.image_reference = require_pinned(
-                str(self.image),
-                allow_unpinned=self.allow_unpinned_image,
-                forbid_unpinned_override=_forbid_unpinned_images(),
-            )
+            try:
+                self.image_reference = require_pinned(
+                    str(self.image),
+                    allow_unpinned=self.allow_unpinned_image,
+                    forbid_unpinned_override=_forbid_unpinned_images(),
+                )
+            except GuardConfigError as err:  # a retry renders the same image: do not retry
+                raise AirflowFailException(str(err)) from err
         if not self.image_reference.is_pinned:
             self.log.warning(
                 "DEVELOPMENT ONLY: image %s is not pinned by digest (allow_unpinned_image=True); this run "

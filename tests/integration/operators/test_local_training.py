@@ -203,3 +203,23 @@ def test_only_corrupt_checkpoints_fail_the_task_with_the_directory_and_the_fix(r
     assert f"all 1 checkpoint(s) in {ckpt} are corrupt" in log
     assert "on_corrupt_checkpoints='restart'" in log
     assert "AirflowFailException" in log  # not retried: a person has to look
+
+
+def test_program_missing_on_the_worker_fails_without_retry(run_dag, roots, tmp_path: Path) -> None:
+    """A templated command names a program this worker does not have: retrying cannot help."""
+    dag = _dag(
+        "tg_local_missing_program",
+        command=["{{ 'no-such-trainer-xyz' }}", "--steps", "5"],
+        partition_key=DATE,
+        expected_runtime="2m",
+        checkpoint_root=str(roots["checkpoints"]),
+        retries=3,
+        retry_delay=timedelta(seconds=0),
+    )
+    assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "failed"}
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter(TaskInstance.dag_id == "tg_local_missing_program").one()
+        assert ti.try_number == 1  # failed once, not retried
