@@ -1,0 +1,191 @@
+"""The partition ledger on SQLite: claims with fencing tokens, atomic publish, reprocess modes."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+
+from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.partitions.ledger import (
+    LedgerError,
+    PartitionLedger,
+    ReprocessMode,
+    StaleClaimError,
+)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> PartitionLedger:
+    return PartitionLedger(
+        f"sqlite:///{tmp_path / 'ledger.db'}", namespace="pricing", output_root=tmp_path / "out"
+    )
+
+
+def _write(ledger: PartitionLedger, claim, text: str) -> Path:
+    staging = ledger.staging_dir(claim)
+    (staging / "part-0.csv").write_text(text)
+    return staging
+
+
+def test_claim_then_publish_files_moves_the_current_pointer(ledger: PartitionLedger) -> None:
+    claim = ledger.claim("berlin|2026-11-01", holder="run-1")
+    assert claim is not None and claim.fencing_token == 1
+    commit = ledger.publish(claim, staging_path=_write(ledger, claim, "a\n"))
+    current = ledger.current_path("berlin|2026-11-01")
+    assert current is not None and current == Path(commit.location or "")
+    assert (current / "part-0.csv").read_text() == "a\n"
+    # The key is one path segment; the delimiter is encoded, never a nested directory.
+    assert current.parent.name == "berlin%7C2026-11-01"
+    entry = ledger.entry("berlin|2026-11-01")
+    assert entry is not None and entry.state == "committed" and entry.commits == 1
+
+
+def test_stale_claim_cannot_publish_and_leaves_nothing_visible(ledger: PartitionLedger) -> None:
+    """Two backfills of the same key: the older attempt must not publish (duplicate feature rows)."""
+    old = ledger.claim("berlin|2026-11-01", holder="backfill-a")
+    new = ledger.claim("berlin|2026-11-01", holder="backfill-b")
+    assert old is not None and new is not None and new.fencing_token == old.fencing_token + 1
+    old_staging = _write(ledger, old, "old\n")
+    with pytest.raises(
+        StaleClaimError, match=r"fencing token 1 .*newest claim is token 2 held by 'backfill-b'"
+    ):
+        ledger.publish(old, staging_path=old_staging)
+    assert ledger.current_path("berlin|2026-11-01") is None
+    assert list(ledger.key_dir("berlin|2026-11-01").glob("v*")) == []
+    ledger.publish(new, staging_path=_write(ledger, new, "new\n"))
+    current = ledger.current_path("berlin|2026-11-01")
+    assert current is not None and (current / "part-0.csv").read_text() == "new\n"
+
+
+def test_rerun_all_replaces_instead_of_appending(ledger: PartitionLedger) -> None:
+    for text in ("v1\n", "v2\n", "v3\n"):
+        claim = ledger.claim("paris|2026-11-01", mode="all")
+        assert claim is not None
+        ledger.publish(claim, staging_path=_write(ledger, claim, text))
+    current = ledger.current_path("paris|2026-11-01")
+    assert current is not None and (current / "part-0.csv").read_text() == "v3\n"
+    # keep_versions=2: the current one and the previous one (a slow reader may still read it).
+    assert sorted(p.name for p in ledger.key_dir("paris|2026-11-01").glob("v*")) == ["v00000002", "v00000003"]
+    entry = ledger.entry("paris|2026-11-01")
+    assert entry is not None and entry.commits == 3
+
+
+def test_rows_publish_replaces_rows_atomically(ledger: PartitionLedger) -> None:
+    claim = ledger.claim("rome|2026-11-02")
+    assert claim is not None
+    ledger.publish(claim, rows=[{"f": 1}, {"f": 2}])
+    claim = ledger.claim("rome|2026-11-02", mode="all")
+    assert claim is not None
+    commit = ledger.publish(claim, rows=[{"f": 3}])
+    assert commit.row_count == 1
+    assert ledger.read_rows("rome|2026-11-02") == [{"f": 3}]
+
+
+def test_stale_rows_publish_keeps_the_old_rows(ledger: PartitionLedger) -> None:
+    first = ledger.claim("rome|2026-11-02")
+    assert first is not None
+    ledger.publish(first, rows=[{"f": 1}])
+    stale = ledger.claim("rome|2026-11-02", mode="all")
+    newer = ledger.claim("rome|2026-11-02", mode="all")
+    assert stale is not None and newer is not None
+    with pytest.raises(StaleClaimError):
+        ledger.publish(stale, rows=[{"f": 9}, {"f": 9}])
+    assert ledger.read_rows("rome|2026-11-02") == [{"f": 1}]
+
+
+@pytest.mark.parametrize(
+    ("state", "mode", "claimed"),
+    [
+        ("committed", "missing", False),
+        ("committed", "failed", False),
+        ("committed", "all", True),
+        ("failed", "missing", False),
+        ("failed", "failed", True),
+        ("failed", "all", True),
+        ("claimed", "missing", False),
+        ("claimed", "failed", False),
+        ("claimed", "all", True),
+        ("new", "missing", True),
+    ],
+)
+def test_reprocess_modes(ledger: PartitionLedger, state: str, mode: str, claimed: bool) -> None:
+    key = "oslo|2026-11-03"
+    if state != "new":
+        claim = ledger.claim(key)
+        assert claim is not None
+        if state == "committed":
+            ledger.publish(claim, rows=[{"x": 1}])
+        elif state == "failed":
+            assert ledger.fail(claim, "boom")
+    assert ledger.plan([key], mode).to_run == ((key,) if claimed else ())
+    assert (ledger.claim(key, mode=mode) is not None) is claimed
+
+
+def test_stale_claims_are_taken_over_in_missing_mode(tmp_path: Path) -> None:
+    """A worker that died holding a claim must not block the key forever."""
+    ledger = PartitionLedger(
+        f"sqlite:///{tmp_path / 'l.db'}", namespace="n", stale_after=dt.timedelta(microseconds=1)
+    )
+    first = ledger.claim("k")
+    assert first is not None
+    second = ledger.claim("k", mode="missing")
+    assert second is not None and second.fencing_token == 2
+
+
+def test_plan_describes_skips(ledger: PartitionLedger) -> None:
+    claim = ledger.claim("a|2026-11-01")
+    assert claim is not None
+    ledger.publish(claim, rows=[])
+    plan = ledger.plan(["a|2026-11-01", "b|2026-11-01"], "missing")
+    assert plan.to_run == ("b|2026-11-01",)
+    assert plan.describe() == "1 key(s) to process in mode 'missing'; skipped: 1 already committed"
+
+
+def test_native_reprocess_behaviour_names_map_onto_modes() -> None:
+    assert ReprocessMode.parse("none") is ReprocessMode.MISSING
+    assert ReprocessMode.parse("completed") is ReprocessMode.ALL
+    with pytest.raises(GuardConfigError, match=r"reprocess mode 'everything' is not valid; use 'missing'"):
+        ReprocessMode.parse("everything")
+
+
+def test_bad_keys_and_staging_paths_are_rejected(ledger: PartitionLedger, tmp_path: Path) -> None:
+    with pytest.raises(GuardConfigError, match="path separator"):
+        ledger.claim("berlin/../etc|2026-11-01")
+    claim = ledger.claim("a|2026-11-01")
+    assert claim is not None
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(LedgerError, match="is not a directory under"):
+        ledger.publish(claim, staging_path=outside)
+    with pytest.raises(LedgerError, match="exactly one of"):
+        ledger.publish(claim)
+
+
+def test_concurrent_claims_on_sqlite_publish_exactly_once(ledger: PartitionLedger) -> None:
+    keys = [f"c{i}|2026-11-01" for i in range(10)]
+    errors: list[BaseException] = []
+
+    def worker(name: str) -> None:
+        try:
+            for key in keys:
+                claim = ledger.claim(key, mode="all", holder=name)
+                assert claim is not None
+                with contextlib.suppress(StaleClaimError):
+                    ledger.publish(claim, rows=[{"key": key, "by": name}])
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for key in keys:
+        assert len(ledger.read_rows(key)) == 1
+        entry = ledger.entry(key)
+        assert entry is not None and entry.state in {"committed", "claimed"}
