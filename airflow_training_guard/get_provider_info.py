@@ -70,6 +70,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "cli": ["airflow_training_guard.cli.definition.get_training_guard_cli_commands"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_training_guard.hooks.hub.HubHook",

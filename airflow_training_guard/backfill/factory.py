@@ -1,0 +1,454 @@
+"""One description of a training pipeline, two DAGs: the daily SLA run and its UI-triggered backfill.
+
+:class:`TrainingPipeline` says what one unit of work does (``work``), over which partitions
+(categorical :class:`~airflow_training_guard.backfill.validation.Dimension` s x dates), in which pools
+and within which limits. :func:`build_dags` turns it into
+
+- ``<name>_daily``: scheduled (periodic, so Airflow's native Backfill dialog is offered too), today's
+  partitions for every known value, in the SLA pool at normal priority;
+- ``<name>_backfill``: triggered from the UI with a form (date range, a multi-select per dimension,
+  reprocess mode), validated by its first task, every key in the backfill pool at the lowest priority.
+
+In both, each partition key is one mapped task instance whose map index shows the key
+(``berlin|2026-11-01``), claims the key in the :class:`~airflow_training_guard.partitions.ledger.PartitionLedger`,
+writes into a staging directory and commits atomically: overlapping backfills and reruns give exactly
+one committed output per key. The DAG's shape does not depend on the range (keys are mapped at run
+time), so parsing costs the same for 1 or 365 days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_training_guard.backfill.params import backfill_params
+from airflow_training_guard.backfill.policy import is_backfill_run, policy_installed
+from airflow_training_guard.backfill.pools import BACKFILL_POOL, SLA_POOL
+from airflow_training_guard.backfill.validation import (
+    REPROCESS_FIELD,
+    BackfillRequestError,
+    Dimension,
+    validate_request,
+)
+from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.partitions.keys import format_key, parse_key
+from airflow_training_guard.partitions.ledger import PartitionLedger, ReprocessMode, StaleClaimError
+from airflow_training_guard.policies.checkpoints import CheckpointPolicy
+
+#: Environment variables read on the worker when the pipeline does not say.
+LEDGER_URL_ENV = "TRAINING_GUARD_LEDGER_URL"
+OUTPUT_ROOT_ENV = "TRAINING_GUARD_OUTPUT_ROOT"
+CHECKPOINT_ROOT_ENV = "TRAINING_GUARD_CHECKPOINT_ROOT"
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,59}")
+#: Context variable holding a mapped task's partition key (``partition_key`` itself is the run's).
+MAP_INDEX_FIELD = "unit_partition_key"
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Everything one unit of work needs; ``work(unit)`` is called once per partition key.
+
+    :param partition_key: the composite key, e.g. ``berlin|2026-11-01``.
+    :param parts: the key's parts by dimension name, ``{"city": "berlin", "date": "2026-11-01"}``.
+    :param date: the key's date.
+    :param output_dir: the private staging directory to write the output into (file output);
+        published atomically after ``work`` returns. None for row output.
+    :param checkpoint_dir: this key's own checkpoint directory (created).
+    :param fencing_token: this attempt's token, for logs.
+    :param run_kind: ``"daily"`` or ``"backfill"``.
+    """
+
+    partition_key: str
+    parts: Mapping[str, str]
+    date: dt.date
+    output_dir: Path | None
+    checkpoint_dir: Path
+    fencing_token: int
+    run_kind: str
+
+
+#: ``work(unit)`` writes files into ``unit.output_dir`` and returns None, or returns the rows.
+WorkFunction = Callable[[WorkUnit], Iterable[Mapping[str, Any]] | None]
+
+
+@dataclass(frozen=True)
+class TrainingPipeline:
+    """The one description both DAGs are built from.
+
+    :param name: lower-case identifier; DAG ids are ``<name>_daily`` and ``<name>_backfill``, and it is
+        the ledger namespace.
+    :param work: called once per partition key with a :class:`WorkUnit`.
+    :param dimensions: categorical dimensions before the date (``Dimension("city", (...))``); the date is
+        always the last part of a key.
+    :param start_date: first date of the daily schedule and oldest date a backfill may cover.
+    :param schedule: the daily DAG's cron expression or preset (periodic).
+    :param output: ``"files"`` (``work`` writes into ``unit.output_dir``; primary) or ``"rows"``.
+    :param max_backfill_days: the longest range one backfill may cover.
+    :param sla_pool: pool of the daily run's tasks.
+    :param backfill_pool: pool of every backfill task (fixed slots; see ``airflow training-guard pools sync``).
+    :param daily_priority_weight: priority of the daily run's tasks (absolute weight rule).
+    :param backfill_priority_weight: priority of backfill tasks; lower than the daily one.
+    :param max_active_backfill_runs: concurrent runs of the backfill DAG (overlap is safe).
+    :param max_active_tasks_per_backfill: mapped tasks one backfill run may run at once (None: the pool decides).
+    :param retries: retries of a unit of work.
+    :param execution_timeout: hard limit of one unit of work.
+    :param ledger_url: SQLAlchemy URL of the ledger; default ``$TRAINING_GUARD_LEDGER_URL`` or SQLite under
+        ``$AIRFLOW_HOME/training-guard``.
+    :param output_root: absolute root of committed outputs; default ``$TRAINING_GUARD_OUTPUT_ROOT/partitions``.
+    :param checkpoint_root: absolute root of checkpoints; default ``$TRAINING_GUARD_CHECKPOINT_ROOT``.
+    :param doc_md: what the pipeline does; put on both DAGs.
+    :param tags: extra DAG tags.
+    """
+
+    name: str
+    work: WorkFunction
+    start_date: dt.date
+    dimensions: Sequence[Dimension] = ()
+    schedule: str = "@daily"
+    output: str = "files"
+    max_backfill_days: int = 90
+    sla_pool: str = SLA_POOL
+    backfill_pool: str = BACKFILL_POOL
+    daily_priority_weight: int = 100
+    backfill_priority_weight: int = 1
+    max_active_backfill_runs: int = 4
+    max_active_tasks_per_backfill: int | None = None
+    retries: int = 2
+    execution_timeout: dt.timedelta = dt.timedelta(hours=2)
+    ledger_url: str | None = None
+    output_root: str | None = None
+    checkpoint_root: str | None = None
+    doc_md: str = ""
+    tags: Sequence[str] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise GuardConfigError(
+                f"pipeline name {self.name!r} must be a lower-case identifier such as 'fraud_model' (it is "
+                "part of DAG ids, ledger rows and paths)"
+            )
+        if not callable(self.work):
+            raise GuardConfigError(f"work {self.work!r} must be a function taking a WorkUnit")
+        if isinstance(self.start_date, dt.datetime) or not isinstance(self.start_date, dt.date):
+            raise GuardConfigError(
+                f"start_date {self.start_date!r} must be a datetime.date, e.g. date(2026, 1, 1)"
+            )
+        object.__setattr__(self, "dimensions", tuple(self.dimensions))
+        names = [dimension.name for dimension in self.dimensions]
+        if len(set(names)) != len(names) or "date" in names:
+            raise GuardConfigError(f"dimension names {names} must be unique and must not be 'date'")
+        if self.output not in {"files", "rows"}:
+            raise GuardConfigError(
+                f"output {self.output!r} is not valid; use 'files' (work writes into unit.output_dir) or 'rows'"
+            )
+        if not 1 <= self.max_backfill_days <= 3660:
+            raise GuardConfigError(f"max_backfill_days {self.max_backfill_days} must be between 1 and 3660")
+        if self.sla_pool == self.backfill_pool:
+            raise GuardConfigError(
+                f"sla_pool and backfill_pool are both {self.sla_pool!r}; a backfill would then take the daily "
+                f"run's slots. Use two pools (defaults {SLA_POOL!r} and {BACKFILL_POOL!r})"
+            )
+        if self.backfill_priority_weight >= self.daily_priority_weight:
+            raise GuardConfigError(
+                f"backfill_priority_weight {self.backfill_priority_weight} must be lower than "
+                f"daily_priority_weight {self.daily_priority_weight}"
+            )
+        for name in ("ledger_url", "output_root", "checkpoint_root"):
+            value = getattr(self, name)
+            if name != "ledger_url" and value is not None and not os.path.isabs(value):
+                raise GuardConfigError(f"{name} {value!r} must be an absolute directory")
+
+    @property
+    def daily_dag_id(self) -> str:
+        return f"{self.name}_daily"
+
+    @property
+    def backfill_dag_id(self) -> str:
+        return f"{self.name}_backfill"
+
+    def keys_for_date(self, day: str) -> tuple[str, ...]:
+        """Every key of one date, all known values of every dimension."""
+        combos: list[tuple[str, ...]] = [()]
+        for dimension in self.dimensions:
+            combos = [(*combo, value) for combo in combos for value in dimension.values]
+        return tuple(format_key(*combo, day) for combo in combos)
+
+    def ledger(self) -> PartitionLedger:
+        """The ledger, resolved on the worker (environment first, then ``$AIRFLOW_HOME``)."""
+        home = Path(os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow")))
+        url = (
+            self.ledger_url
+            or os.environ.get(LEDGER_URL_ENV)
+            or f"sqlite:///{home / 'training-guard' / 'ledger.db'}"
+        )
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        root = self.output_root or str(
+            Path(os.environ.get(OUTPUT_ROOT_ENV, str(home / "training-guard" / "outputs"))) / "partitions"
+        )
+        return PartitionLedger(
+            url, namespace=self.name, output_root=root, stale_after=self.execution_timeout * 2
+        )
+
+    def checkpoint_policy(self) -> CheckpointPolicy:
+        home = Path(os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow")))
+        root = (
+            self.checkpoint_root
+            or os.environ.get(CHECKPOINT_ROOT_ENV)
+            or str(home / "training-guard" / "checkpoints")
+        )
+        return CheckpointPolicy(root=root)
+
+
+class PipelineDags(NamedTuple):
+    """The two DAGs of a pipeline."""
+
+    daily: DAG
+    backfill: DAG
+
+
+def _holder(context: Mapping[str, Any]) -> str:
+    ti = context["ti"]
+    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}] try {ti.try_number}"
+
+
+def run_unit(
+    pipeline: TrainingPipeline,
+    partition_key: str,
+    mode: ReprocessMode,
+    context: MutableMapping[str, Any],
+    *,
+    run_kind: str,
+) -> dict[str, Any]:
+    """Claim, work, publish one key; the body of every mapped task of both DAGs."""
+    log = logging.getLogger("airflow.task")
+    # The mapped task instance is named after its key in the UI (map_index_template).
+    context[MAP_INDEX_FIELD] = partition_key
+    try:
+        from airflow.sdk import get_current_context
+
+        get_current_context()[MAP_INDEX_FIELD] = partition_key  # type: ignore[literal-required]
+    except RuntimeError:  # called outside a running task (unit tests)
+        pass
+    names = [dimension.name for dimension in pipeline.dimensions] + ["date"]
+    parts = dict(zip(names, parse_key(partition_key, dimensions=len(names)), strict=True))
+    ledger = pipeline.ledger()
+    holder = _holder(context)
+    claim = ledger.claim(partition_key, mode=mode, holder=holder)
+    if claim is None:
+        found = ledger.entry(partition_key)
+        state = found.state if found else "unknown"
+        log.info("partition_key=%s skipped: state %s, reprocess mode %s", partition_key, state, mode.value)
+        return {"partition_key": partition_key, "status": "skipped", "state": state}
+    ti = context["ti"]
+    checkpoint_dir = Path(
+        pipeline.checkpoint_policy().checkpoint_dir(
+            dag_id=ti.dag_id, task_id=ti.task_id, partition_key=partition_key
+        )
+    )
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    staging = ledger.staging_dir(claim) if pipeline.output == "files" else None
+    log.info(
+        "partition_key=%s fencing_token=%s mode=%s run_kind=%s holder=%s staging=%s checkpoint_dir=%s ledger=%r",
+        partition_key,
+        claim.fencing_token,
+        mode.value,
+        run_kind,
+        holder,
+        staging,
+        checkpoint_dir,
+        ledger,
+    )
+    unit = WorkUnit(
+        partition_key=partition_key,
+        parts=parts,
+        date=dt.date.fromisoformat(parts["date"]),
+        output_dir=staging,
+        checkpoint_dir=checkpoint_dir,
+        fencing_token=claim.fencing_token,
+        run_kind=run_kind,
+    )
+    try:
+        rows = pipeline.work(unit)
+        if pipeline.output == "files":
+            commit = ledger.publish(claim, staging_path=staging)
+        else:
+            commit = ledger.publish(claim, rows=list(rows or ()))
+    except StaleClaimError as err:
+        # A newer attempt (an overlapping backfill, a manual rerun) owns the key; its output counts.
+        log.warning("partition_key=%s superseded: %s", partition_key, err)
+        return {"partition_key": partition_key, "status": "superseded", "fencing_token": claim.fencing_token}
+    except BaseException as err:
+        ledger.fail(claim, f"{type(err).__name__}: {err}")
+        raise
+    log.info(
+        "partition_key=%s committed: fencing_token=%s commits=%s location=%s rows=%s replaced=%s",
+        partition_key,
+        commit.fencing_token,
+        commit.commits,
+        commit.location,
+        commit.row_count,
+        commit.replaced,
+    )
+    return {
+        "partition_key": partition_key,
+        "status": "committed",
+        "fencing_token": commit.fencing_token,
+        "location": commit.location,
+        "row_count": commit.row_count,
+    }
+
+
+def _daily_mode(context: Mapping[str, Any]) -> ReprocessMode:
+    dag_run = context["dag_run"]
+    conf = getattr(dag_run, "conf", None) or {}
+    if REPROCESS_FIELD in conf:
+        return ReprocessMode.parse(conf[REPROCESS_FIELD])
+    # A native backfill decides which dates get runs; inside such a run, committed keys are left alone
+    # unless the run conf says otherwise. A scheduled or cleared daily run recomputes (replaces).
+    return ReprocessMode.MISSING if is_backfill_run(dag_run) else ReprocessMode.ALL
+
+
+def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
+    """Build the daily DAG and the backfill DAG of ``pipeline`` (see the module docstring)."""
+    dimension_text = " x ".join([*(d.name for d in pipeline.dimensions), "date"])
+    key_example = format_key(*(d.values[0] for d in pipeline.dimensions), "2026-11-01")
+    start = dt.datetime.combine(pipeline.start_date, dt.time(), tzinfo=dt.UTC)
+    unit_doc = (
+        f"One mapped task instance per partition key (`{key_example}`; the map index shows the key). It claims "
+        "the key in the ledger with a fencing token, writes to a staging location and commits atomically; a "
+        "superseded attempt publishes nothing. See docs/backfills.md."
+    )
+
+    with DAG(
+        dag_id=pipeline.daily_dag_id,
+        description=f"{pipeline.name}: today's partitions ({dimension_text}) in pool {pipeline.sla_pool}",
+        schedule=pipeline.schedule,
+        start_date=start,
+        catchup=False,
+        tags=["training-guard", "daily", *pipeline.tags],
+        doc_md=(
+            f"{pipeline.doc_md}\n\nDaily run of `{pipeline.name}`: every key of the run's date "
+            f"({dimension_text}) in pool `{pipeline.sla_pool}` at priority {pipeline.daily_priority_weight}. "
+            f"For past dates use `{pipeline.backfill_dag_id}` (a form with a city multi-select), or the native "
+            "Backfill dialog with the training-guard cluster policy enabled."
+        ).strip(),
+    ) as daily:
+
+        @task(
+            task_id="plan_partitions",
+            pool=pipeline.sla_pool,
+            priority_weight=pipeline.daily_priority_weight,
+            weight_rule="absolute",
+            doc_md="Lists the partition keys of the run's date (all known values) and refuses a native "
+            "backfill run when the cluster policy that routes it to the backfill pool is not enabled.",
+        )
+        def plan_partitions(**context: Any) -> list[str]:
+            dag_run = context["dag_run"]
+            if is_backfill_run(dag_run) and not policy_installed():
+                raise AirflowFailException(
+                    f"this is a native backfill run of {pipeline.daily_dag_id}, but the training-guard cluster "
+                    f"policy is not enabled, so it would run in the SLA pool {pipeline.sla_pool!r} and could "
+                    f"starve the daily run. Use the {pipeline.backfill_dag_id} DAG instead, or enable the "
+                    "policy (docs/backfills.md, 'Enable the cluster policy') and restart the scheduler"
+                )
+            keys = list(pipeline.keys_for_date(str(context["ds"])))
+            logging.getLogger("airflow.task").info(
+                "run %s: %d partition key(s) for %s, mode %s",
+                dag_run.run_id,
+                len(keys),
+                context["ds"],
+                _daily_mode(context).value,
+            )
+            return keys
+
+        @task(
+            task_id="train_partition",
+            pool=pipeline.sla_pool,
+            priority_weight=pipeline.daily_priority_weight,
+            weight_rule="absolute",
+            retries=pipeline.retries,
+            execution_timeout=pipeline.execution_timeout,
+            map_index_template="{{ " + MAP_INDEX_FIELD + " }}",
+            doc_md=unit_doc,
+        )
+        def train_daily(key: str, **context: Any) -> dict[str, Any]:
+            return run_unit(pipeline, key, _daily_mode(context), context, run_kind="daily")
+
+        train_daily.expand(key=plan_partitions())
+
+    with DAG(
+        dag_id=pipeline.backfill_dag_id,
+        description=f"{pipeline.name}: backfill a date range ({dimension_text}) in pool {pipeline.backfill_pool}",
+        schedule=None,
+        start_date=start,
+        catchup=False,
+        max_active_runs=pipeline.max_active_backfill_runs,
+        params=backfill_params(pipeline.dimensions, max_days=pipeline.max_backfill_days),
+        tags=["training-guard", "backfill", *pipeline.tags],
+        doc_md=(
+            f"{pipeline.doc_md}\n\nBackfill of `{pipeline.name}` from the UI: Trigger, pick the dates (at most "
+            f"{pipeline.max_backfill_days} days, not today), the values of each dimension and the reprocess mode. "
+            f"Runs in pool `{pipeline.backfill_pool}` at priority {pipeline.backfill_priority_weight}, so the "
+            "daily run keeps its slots. Overlapping backfills and reruns are safe: every key commits exactly once."
+        ).strip(),
+    ) as backfill:
+
+        @task(
+            task_id="validate_request",
+            pool=pipeline.backfill_pool,
+            priority_weight=pipeline.backfill_priority_weight,
+            weight_rule="absolute",
+            retries=0,
+            doc_md="Validates the form (dates, order, future dates, range size, known values, malicious "
+            "input) and lists the keys to process; on a bad request it fails with every problem and nothing "
+            "else starts.",
+        )
+        def validate(**context: Any) -> list[str]:
+            from airflow.configuration import conf
+
+            params = dict(context["params"])
+            try:
+                request = validate_request(
+                    params,
+                    dimensions=pipeline.dimensions,
+                    max_days=pipeline.max_backfill_days,
+                    earliest=pipeline.start_date,
+                    max_keys=conf.getint("core", "max_map_length", fallback=1024),
+                )
+            except BackfillRequestError as err:
+                raise AirflowFailException(str(err)) from err
+            log = logging.getLogger("airflow.task")
+            log.info("backfill request: %s", request.describe())
+            plan = pipeline.ledger().plan(request.partition_keys(), request.reprocess)
+            log.info("ledger plan: %s", plan.describe())
+            return list(plan.to_run)
+
+        @task(
+            task_id="train_partition",
+            pool=pipeline.backfill_pool,
+            priority_weight=pipeline.backfill_priority_weight,
+            weight_rule="absolute",
+            retries=pipeline.retries,
+            execution_timeout=pipeline.execution_timeout,
+            max_active_tis_per_dagrun=pipeline.max_active_tasks_per_backfill,
+            map_index_template="{{ " + MAP_INDEX_FIELD + " }}",
+            doc_md=unit_doc,
+        )
+        def train_backfill(key: str, **context: Any) -> dict[str, Any]:
+            mode = ReprocessMode.parse(context["params"].get(REPROCESS_FIELD, "missing"))
+            return run_unit(pipeline, key, mode, context, run_kind="backfill")
+
+        train_backfill.expand(key=validate())
+
+    return PipelineDags(daily=daily, backfill=backfill)
