@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import json
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -67,3 +70,36 @@ def timeout_policy_for(
         stall_after=stall,
         poll_interval=poll_interval,
     )
+
+
+def parse_pins(value: Mapping[str, Any] | str | None, *, task_id: str) -> dict[str, dict[str, str]]:
+    """Dataset and model pins from PreflightOperator's ``pins`` XCom (a dict, or its rendered JSON).
+
+    Returns ``{"datasets": {repo_id: sha}, "models": {repo_id: sha}}``; other keys (the image pin)
+    are ignored here. A value that is not of that shape fails the task without retry.
+    """
+    if value is None or value == "" or value == {}:
+        return {}
+    data: Any = value
+    if isinstance(value, str):
+        try:
+            data = json.loads(value)
+        except ValueError:
+            try:
+                data = ast.literal_eval(value)  # Jinja renders a dict XCom with Python quoting
+            except (ValueError, SyntaxError):
+                data = None
+    if not isinstance(data, Mapping):
+        raise AirflowFailException(
+            f"pins of task {task_id!r} is not a mapping: {str(value)[:200]!r}; pass "
+            "\"{{ ti.xcom_pull(task_ids='preflight', key='pins') }}\" or a dict like "
+            "{'datasets': {'org/name': '<40-hex sha>'}}"
+        )
+    pins: dict[str, dict[str, str]] = {}
+    for kind in ("datasets", "models"):
+        entries = data.get(kind) or {}
+        if not isinstance(entries, Mapping):
+            raise AirflowFailException(f"pins[{kind!r}] of task {task_id!r} must map repo ids to SHAs")
+        if entries:
+            pins[kind] = {str(k): str(v) for k, v in entries.items()}
+    return pins

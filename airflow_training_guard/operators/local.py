@@ -30,8 +30,14 @@ from airflow_training_guard.launchers.process import (
     SupervisionLimits,
     describe_returncode,
 )
-from airflow_training_guard.manifest import RunManifest, file_sha256, python_environment, utc_now_iso
-from airflow_training_guard.operators.common import resolve_partition_key, timeout_policy_for
+from airflow_training_guard.manifest import (
+    MANIFEST_FILE_NAME,
+    RunManifest,
+    file_sha256,
+    python_environment,
+    utc_now_iso,
+)
+from airflow_training_guard.operators.common import parse_pins, resolve_partition_key, timeout_policy_for
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
@@ -99,9 +105,12 @@ class LocalTrainingOperator(BaseOperator):
     :param cwd: working directory of the program.
     :param non_retryable_exit_codes: exit codes that fail the task without retry (default 78 and
         2, the usual "bad command line" code).
+    :param pins: dataset/model revisions resolved by ``PreflightOperator`` (templated, e.g.
+        ``"{{ ti.xcom_pull(task_ids='preflight', key='pins') }}"``); passed to the program as
+        ``TRAINING_GUARD_PINS`` and recorded in the run manifest.
     """
 
-    template_fields: Sequence[str] = ("command", "partition_key", "output_dir", "env", "cwd")
+    template_fields: Sequence[str] = ("command", "partition_key", "output_dir", "env", "cwd", "pins")
     template_fields_renderers = {"env": "json", "command": "py"}
     ui_color = "#e8f4ea"
 
@@ -129,6 +138,7 @@ class LocalTrainingOperator(BaseOperator):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         non_retryable_exit_codes: Collection[int] = (EXIT_CONFIG_ERROR, 2),
+        pins: Mapping[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         self.guard_profile = get_profile(profile)
@@ -199,6 +209,7 @@ class LocalTrainingOperator(BaseOperator):
         self.env = dict(env or {})
         self.cwd = cwd
         self.non_retryable_exit_codes = frozenset(non_retryable_exit_codes)
+        self.pins = pins
         self._supervisor: ProcessSupervisor | None = None
 
     # -- Airflow entry points -------------------------------------------------------------------
@@ -246,6 +257,7 @@ class LocalTrainingOperator(BaseOperator):
             heartbeat_file=heartbeat_file,
             output_dir=output_dir,
             attempt=attempt,
+            pins=parse_pins(self.pins, task_id=self.task_id),
         )
         self._log_effective_configuration(command, training_env)
 
@@ -254,7 +266,7 @@ class LocalTrainingOperator(BaseOperator):
 
         outcome = self._supervise(command, training_env, self._limits(self.timeout_policy.hard_deadline))
         self._raise_for(outcome, training_env)
-        manifest_path = self._write_manifest(context, command, training_env, outcome, checkpointer)
+        manifest = self._write_manifest(context, command, training_env, outcome, checkpointer)
         final_step = outcome.last_heartbeat.step if outcome.last_heartbeat else None
         self.log.info(
             "training finished in %s: partition_key=%s final_step=%s resumed_from_step=%s",
@@ -272,7 +284,8 @@ class LocalTrainingOperator(BaseOperator):
             "metrics": dict(outcome.last_heartbeat.metrics) if outcome.last_heartbeat else {},
             "attempt": attempt,
             "duration_seconds": round(outcome.duration, 3),
-            "manifest_path": str(manifest_path),
+            "manifest_path": str(Path(manifest.artifact_uri or output_dir) / MANIFEST_FILE_NAME),
+            "manifest": manifest.to_dict(),
         }
 
     def _write_manifest(
@@ -282,7 +295,7 @@ class LocalTrainingOperator(BaseOperator):
         training_env: TrainingEnvironment,
         outcome: Outcome,
         checkpointer: Checkpointer,
-    ) -> Path:
+    ) -> RunManifest:
         """Record what this run used next to its model (docs/run-manifest.md).
 
         Metrics are the last heartbeat's, overlaid with the numbers of a ``metrics.json`` the
@@ -308,8 +321,8 @@ class LocalTrainingOperator(BaseOperator):
             task_id=self.task_id,
             partition_key=training_env.partition_key,
             image_digest=None,
-            datasets={},
-            models={},
+            datasets=dict(training_env.pins.get("datasets", {})),
+            models=dict(training_env.pins.get("models", {})),
             params={"command": command},
             code={
                 "package_version": __version__,
@@ -325,7 +338,7 @@ class LocalTrainingOperator(BaseOperator):
             self.log.warning("run manifest is incomplete: missing %s", ", ".join(manifest.missing_fields()))
         path = manifest.write(output_dir)
         self.log.info("run manifest written to %s", path)
-        return path
+        return manifest
 
     def on_kill(self) -> None:
         if self._supervisor is not None:

@@ -20,18 +20,22 @@ Every KubernetesPodOperator parameter keeps working. On top of them:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from kubernetes.client import models as k8s
 
+from airflow_training_guard import __version__
 from airflow_training_guard.exceptions import GuardConfigError
-from airflow_training_guard.operators.common import resolve_partition_key, timeout_policy_for
+from airflow_training_guard.manifest import RunManifest, file_sha256, utc_now_iso
+from airflow_training_guard.operators.common import parse_pins, resolve_partition_key, timeout_policy_for
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
 from airflow_training_guard.policies.diagnostics import Diagnosis, FailureKind, diagnose, failure_message
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
@@ -108,9 +112,17 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         ``[training_guard] forbid_unpinned_images = True``.
     :param safe_pod_defaults: non-root, no privilege escalation, all capabilities dropped, seccomp
         RuntimeDefault, unless ``security_context``/``container_security_context`` are given.
+    :param pins: dataset/model revisions resolved by ``PreflightOperator`` (templated); passed to
+        the container as ``TRAINING_GUARD_PINS`` and recorded in the run manifest, which is pushed
+        to XCom under the key ``manifest``.
     """
 
-    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "partition_key", "output_dir")
+    template_fields: Sequence[str] = (
+        *KubernetesPodOperator.template_fields,
+        "partition_key",
+        "output_dir",
+        "pins",
+    )
 
     def __init__(
         self,
@@ -139,6 +151,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         heartbeat_log_interval: DurationLike = "10s",
         allow_unpinned_image: bool = False,
         safe_pod_defaults: bool = True,
+        pins: Mapping[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         self.guard_profile = get_profile(profile)
@@ -228,6 +241,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         # -- checkpoints and the contract ---------------------------------------------------------------
         self.partition_key = partition_key
         self.output_dir = output_dir
+        self.pins = pins
         self.checkpoint_claim_name = checkpoint_claim_name
         self.checkpoint_policy = CheckpointPolicy(
             root=checkpoint_mount_path,
@@ -237,6 +251,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         )
         self._stall_detail: str | None = None
         self._resolved_partition_key: str | None = None
+        self._resolved_pins: dict[str, dict[str, str]] = {}
         self._last_log_lines: list[str] = []
 
     # -- pod manifest ---------------------------------------------------------------------------------
@@ -275,6 +290,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         }
         if self.output_dir:
             env[contract.ENV_OUTPUT_DIR] = str(self.output_dir)
+        if self._resolved_pins:
+            env[contract.ENV_PINS] = json.dumps(self._resolved_pins, sort_keys=True)
         existing = [e for e in (container.env or []) if e.name not in env]
         container.env = existing + [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
         volume = (
@@ -317,6 +334,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             self.partition_key, context, task_id=self.task_id
         )
         self._stall_detail = None
+        self._resolved_pins = parse_pins(self.pins, task_id=self.task_id)
         if self.image_reference is None:  # templated image: rendered now
             try:
                 self.image_reference = require_pinned(
@@ -335,7 +353,54 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         if self.gpus:
             self._check_gpu_capacity()
         self._log_effective_configuration()
-        return super().execute(context)
+        result = super().execute(context)
+        if not self.deferrable:  # deferrable runs finish in trigger_reentry
+            self._push_manifest(context)
+        return result
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        result = super().trigger_reentry(context, event)
+        self._push_manifest(context)
+        return result
+
+    def _push_manifest(self, context: Context) -> None:
+        """Record what this run used (docs/run-manifest.md) and push it to XCom as ``manifest``.
+
+        The model artifact lives in the pod's volume, so the manifest travels through XCom; the
+        program can write its own copy next to the model from the same environment contract.
+        """
+        partition_key = self._resolved_partition_key or resolve_partition_key(
+            self.partition_key, context, task_id=self.task_id
+        )
+        dag_file = getattr(self.dag, "fileloc", None) if self.has_dag() else None  # type: ignore[no-untyped-call]
+        manifest = RunManifest(
+            dag_id=self.dag_id,
+            run_id=str(context.get("run_id") or ""),
+            task_id=self.task_id,
+            partition_key=partition_key,
+            image_digest=self.image_reference.digest if self.image_reference else None,
+            datasets=dict(self._resolved_pins.get("datasets", {})),
+            models=dict(self._resolved_pins.get("models", {})),
+            params={
+                "image": str(self.image),
+                "cmds": list(self.cmds or []),
+                "arguments": list(self.arguments or []),
+            },
+            code={
+                "package_version": __version__,
+                "dag_file_sha256": file_sha256(dag_file) if dag_file and Path(dag_file).is_file() else "",
+            },
+            python_env=None,
+            checkpoints=(
+                f"{self.checkpoint_claim_name or 'emptyDir'}:{self._checkpoint_sub_path(partition_key)}",
+            ),
+            artifact_uri=str(self.output_dir) if self.output_dir else None,
+            metrics={},
+            created_at=utc_now_iso(),
+        )
+        if not manifest.is_complete:
+            self.log.warning("run manifest is incomplete: missing %s", ", ".join(manifest.missing_fields()))
+        context["ti"].xcom_push(key="manifest", value=manifest.to_dict())
 
     def _check_gpu_capacity(self) -> None:
         request = GpuRequest(

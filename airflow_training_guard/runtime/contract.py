@@ -9,9 +9,10 @@ This module is imported inside training containers: standard library only, no Ai
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_training_guard.runtime.heartbeat import Heartbeat
@@ -33,6 +34,9 @@ ENV_HEARTBEAT_FILE = "TRAINING_GUARD_HEARTBEAT_FILE"
 #: When set (seconds), the program also prints heartbeat marker lines to stdout at most this
 #: often; pod launchers read them from the log stream because they cannot read the file.
 ENV_HEARTBEAT_LOG_INTERVAL = "TRAINING_GUARD_HEARTBEAT_LOG_INTERVAL"
+#: JSON ``{"datasets": {repo_id: sha}, "models": {repo_id: sha}}``: the exact revisions pre-flight
+#: resolved. The program loads these SHAs, never the moving branch or tag names.
+ENV_PINS = "TRAINING_GUARD_PINS"
 #: Directory where the program writes its final artifact (the model).
 ENV_OUTPUT_DIR = "TRAINING_GUARD_OUTPUT_DIR"
 #: When set to N > 0, this is a smoke run: train N steps on a small sample, write nothing durable.
@@ -64,6 +68,7 @@ class TrainingEnvironment:
     :param smoke_steps: number of steps of a smoke run, or 0 for the real run.
     :param attempt: 1-based attempt number.
     :param heartbeat_log_interval: seconds between heartbeat marker lines on stdout, or None.
+    :param pins: ``{"datasets": {repo_id: sha}, "models": {repo_id: sha}}`` resolved at pre-flight.
     """
 
     partition_key: str
@@ -77,6 +82,7 @@ class TrainingEnvironment:
     smoke_steps: int = 0
     attempt: int = 1
     heartbeat_log_interval: float | None = None
+    pins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def is_smoke_run(self) -> bool:
@@ -129,6 +135,22 @@ class TrainingEnvironment:
                 raise ValueError(f"environment variable {name}={raw!r} must be >= 0")
             return value
 
+        def pins(name: str) -> dict[str, dict[str, str]]:
+            raw = env.get(name, "")
+            if raw == "":
+                return {}
+            try:
+                value = json.loads(raw)
+                return {
+                    kind: {str(k): str(v) for k, v in dict(value.get(kind) or {}).items()}
+                    for kind in ("datasets", "models")
+                }
+            except (ValueError, TypeError, AttributeError):
+                raise ValueError(
+                    f"environment variable {name} is not JSON of the form "
+                    '{"datasets": {"org/name": "<sha>"}, "models": {...}}'
+                ) from None
+
         def optional_path(name: str) -> Path | None:
             raw = env.get(name, "")
             return Path(raw) if raw else None
@@ -145,6 +167,7 @@ class TrainingEnvironment:
             smoke_steps=integer(ENV_SMOKE_STEPS, 0),
             attempt=max(1, integer(ENV_ATTEMPT, 1)),
             heartbeat_log_interval=optional_seconds(ENV_HEARTBEAT_LOG_INTERVAL),
+            pins=pins(ENV_PINS),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -166,4 +189,6 @@ class TrainingEnvironment:
             env[ENV_OUTPUT_DIR] = str(self.output_dir)
         if self.heartbeat_log_interval is not None:
             env[ENV_HEARTBEAT_LOG_INTERVAL] = f"{self.heartbeat_log_interval:g}"
+        if self.pins:
+            env[ENV_PINS] = json.dumps({k: dict(v) for k, v in self.pins.items()}, sort_keys=True)
         return env

@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
+    for kind, revisions in env.pins.items():  # what pre-flight resolved: load these SHAs, not branch names
+        for repo_id, sha in revisions.items():
+            print(f"pinned {kind[:-1]} {repo_id}@{sha}", flush=True)
     total_steps = env.smoke_steps if env.is_smoke_run else args.steps
     if env.is_smoke_run:
         data = data[: args.sample_rows]

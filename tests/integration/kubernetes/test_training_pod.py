@@ -248,3 +248,38 @@ def test_deferrable_mode_runs_the_same_guards(
     assert run_dag(dag) == {"train": "success"}, failures
     [manifest] = k8s_api.created_pods()
     assert manifest["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+def test_pins_reach_the_pod_and_the_manifest_is_pushed_to_xcom(
+    k8s_api: K8sApi, run_dag: Callable[..., Any]
+) -> None:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    k8s_api.auto_complete("train-", outcome="succeeded")
+    dag, failures = _dag(
+        "tg_pod_pins",
+        k8s_api,
+        pins={"datasets": {"org/events": sha}, "models": {"org/base": sha}},
+        checkpoint_claim_name="training-checkpoints",
+        output_dir="/models",
+    )
+    assert run_dag(dag) == {"train": "success"}, failures
+    [manifest] = k8s_api.created_pods()
+    env = {e["name"]: e["value"] for e in manifest["spec"]["containers"][0]["env"]}
+    assert json.loads(env["TRAINING_GUARD_PINS"]) == {
+        "datasets": {"org/events": sha},
+        "models": {"org/base": sha},
+    }
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter(XComModel.dag_id == "tg_pod_pins", XComModel.key == "manifest")
+            .one()
+        )
+        pushed = row.value if isinstance(row.value, dict) else json.loads(row.value)
+    assert pushed["image_digest"] == DIGEST
+    assert pushed["partition_key"] == PARTITION
+    assert pushed["datasets"] == {"org/events": sha}
+    assert pushed["checkpoints"] == ["training-checkpoints:tg_pod_pins/train/berlin%7C2026-11-01"]

@@ -76,6 +76,28 @@ def test_example_program_trains_checkpoints_and_writes_a_model(run_dag, roots) -
     assert metrics["accuracy"] > 0.7
 
 
+def test_preflight_pins_reach_the_program_and_the_manifest(run_dag, roots, capfd) -> None:
+    """A branch moved between pre-flight and training; the run must use the SHA resolved first."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    dag = _dag(
+        "tg_local_pins",
+        command=[sys.executable, str(TRAIN), "--data-dir", str(roots["data"]), "--steps", "10"],
+        partition_key=DATE,
+        expected_runtime="2m",
+        poll_interval="0.2s",
+        checkpoint_root=str(roots["checkpoints"]),
+        output_dir=str(roots["models"]),
+        smoke_run_steps=0,
+        # As Jinja renders an XCom dict pulled from PreflightOperator: a string.
+        pins=str({"image_digest": None, "datasets": {"org/events": sha}, "models": {}}),
+    )
+    assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
+    out, err = capfd.readouterr()
+    assert f"pinned dataset org/events@{sha}" in out + err
+    result = _xcom("tg_local_pins")
+    assert result["manifest"]["datasets"] == {"org/events": sha}
+
+
 def test_successful_run_writes_a_complete_manifest_next_to_the_model(run_dag, roots) -> None:
     """Incident reviews could not tell which code, environment and checkpoints produced a model."""
     from airflow_training_guard.manifest import RunManifest

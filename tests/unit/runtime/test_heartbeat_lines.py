@@ -89,3 +89,24 @@ def test_bad_log_interval_in_the_environment_names_the_variable() -> None:
         TrainingEnvironment.from_env(
             {ENV_PARTITION_KEY: "k", ENV_CHECKPOINT_DIR: "/c", ENV_HEARTBEAT_LOG_INTERVAL: "soon"}
         )
+
+
+def test_pins_travel_through_the_environment_contract() -> None:
+    from airflow_training_guard.runtime import ENV_PINS
+
+    sha = "a" * 40
+    env = TrainingEnvironment(
+        partition_key="k",
+        checkpoint_dir=__import__("pathlib").Path("/c"),
+        pins={"datasets": {"org/events": sha}},
+    )
+    parsed = TrainingEnvironment.from_env(env.to_env())
+    assert parsed.pins == {"datasets": {"org/events": sha}, "models": {}}
+    assert ENV_PINS in env.to_env()
+
+
+def test_malformed_pins_in_the_environment_name_the_variable() -> None:
+    with pytest.raises(ValueError, match=r"TRAINING_GUARD_PINS is not JSON of the form"):
+        TrainingEnvironment.from_env(
+            {ENV_PARTITION_KEY: "k", ENV_CHECKPOINT_DIR: "/c", "TRAINING_GUARD_PINS": "[1"}
+        )
