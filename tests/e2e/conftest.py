@@ -191,7 +191,10 @@ def _ensure_chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an asyncio loop in the main thread while the
+# browser is open, and any later test that calls asyncio.run() (KubernetesPodOperator does) would
+# fail with "asyncio.run() cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright (no Playwright browser download)."""
     executable = _ensure_chromium()
