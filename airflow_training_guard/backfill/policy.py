@@ -5,8 +5,10 @@ or in the SLA pool) took every slot and the daily training missed its SLA by 6 h
 priorities are declared per task, so a DAG author cannot protect the daily run from a backfill of
 *another* DAG; a cluster policy sees every task instance the scheduler creates, so it can.
 
-:func:`task_instance_mutation_hook` is registered through the ``airflow.policy`` entry point of this
-package (pluggy loads it in the scheduler). For runs with ``run_type == "backfill"`` it sets
+:func:`task_instance_mutation_hook` must be imported from an ``airflow_local_settings`` module on
+the scheduler's path: in Airflow 3.3.2 the hook runs at task-instance creation only once such a
+module has been imported; the ``airflow.policy`` entry point this package also declares is not
+enough on its own (docs/backfills.md). For runs with ``run_type == "backfill"`` it sets
 
 - ``pool`` to ``[training_guard] backfill_pool`` (default ``training_backfill``), and
 - ``priority_weight`` to ``[training_guard] backfill_priority_weight`` (default 1, the lowest).

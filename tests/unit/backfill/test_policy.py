@@ -81,3 +81,21 @@ def test_policy_is_opt_in_so_installing_the_package_reroutes_nothing() -> None:
         ti, SimpleNamespace(run_type="backfill"), BackfillRouting.from_config()
     )
     assert ti.pool == "training_sla"
+
+
+def test_deploy_local_settings_registers_the_policy_and_compose_puts_it_on_the_path() -> None:
+    """Airflow 3.3 applies task_instance_mutation_hook only when airflow_local_settings defines it."""
+    import runpy
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[3]
+    namespace = runpy.run_path(str(repo / "deploy" / "airflow_local_settings.py"))
+    assert namespace["task_instance_mutation_hook"] is policy.task_instance_mutation_hook
+    compose = yaml.safe_load((repo / "docker-compose.yaml").read_text())
+    env = compose["x-airflow-common"]["environment"]
+    assert env["PYTHONPATH"] == "/opt/airflow/deploy"
+    assert any(
+        str(v).startswith("./deploy:/opt/airflow/deploy") for v in compose["x-airflow-common"]["volumes"]
+    )
