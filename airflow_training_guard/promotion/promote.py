@@ -81,6 +81,34 @@ def _seen(observed: Observed, metric: str | None) -> str:
     return observed.pointer.describe(metric) if observed.pointer else "no production pointer"
 
 
+def _next_pointer(
+    model_name: str,
+    observed: Observed,
+    source: Candidate | ProductionPointer,
+    *,
+    promoted_by: str,
+    promoted_at: str,
+    action: str = "promote",
+    rolled_back_to: int | None = None,
+) -> ProductionPointer:
+    """The pointer that replaces ``observed``: the artifact of ``source`` (a new candidate, or an
+    earlier version for a rollback) as the next version."""
+    return ProductionPointer(
+        model_name=model_name,
+        version=observed.next_version,
+        candidate_id=source.candidate_id,
+        artifact_uri=source.artifact_uri,
+        commit=source.commit,
+        metrics=dict(source.metrics),
+        promoted_by=promoted_by,
+        promoted_at=promoted_at,
+        run_id=source.run_id,
+        partition_key=source.partition_key,
+        action=action,
+        rolled_back_to=rolled_back_to,
+    )
+
+
 def promote(
     registry: ModelRegistry,
     model_name: str,
@@ -111,18 +139,7 @@ def promote(
             return PromotionResult(
                 PromotionOutcome.REJECTED, reason, observed.pointer, observed.pointer, attempt, conflicts
             )
-        new = ProductionPointer(
-            model_name=model_name,
-            version=observed.next_version,
-            candidate_id=candidate.candidate_id,
-            artifact_uri=candidate.artifact_uri,
-            commit=candidate.commit,
-            metrics=dict(candidate.metrics),
-            promoted_by=promoted_by,
-            promoted_at=now(),
-            run_id=candidate.run_id,
-            partition_key=candidate.partition_key,
-        )
+        new = _next_pointer(model_name, observed, candidate, promoted_by=promoted_by, promoted_at=now())
         if registry.compare_and_swap(model_name, observed, new):
             prefix = f"after {conflicts} lost race(s), " if conflicts else ""
             return PromotionResult(
@@ -189,17 +206,12 @@ def rollback(
                 attempt,
                 conflicts,
             )
-        new = ProductionPointer(
-            model_name=model_name,
-            version=observed.next_version,
-            candidate_id=target.candidate_id,
-            artifact_uri=target.artifact_uri,
-            commit=target.commit,
-            metrics=dict(target.metrics),
+        new = _next_pointer(
+            model_name,
+            observed,
+            target,
             promoted_by=promoted_by,
             promoted_at=now(),
-            run_id=target.run_id,
-            partition_key=target.partition_key,
             action="rollback",
             rolled_back_to=to_version,
         )
