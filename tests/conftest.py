@@ -169,6 +169,23 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def postgres_sqlalchemy_url(postgres_database: str) -> str:
+    """The fresh test database as a SQLAlchemy URL (``postgresql+psycopg://...``)."""
+    from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy import URL
+
+    params = conninfo_to_dict(postgres_database)
+    return URL.create(
+        "postgresql+psycopg",
+        username=params.get("user"),
+        password=params.get("password"),
+        host=params.get("host"),
+        port=int(params["port"]) if params.get("port") else None,
+        database=params.get("dbname"),
+    ).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def airflow_cli(
     airflow_env: dict[str, str], airflow_db: Path

@@ -61,21 +61,6 @@ DAG_FILE = (
 )
 
 
-def _sqlalchemy_url(conninfo: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-    from sqlalchemy import URL
-
-    params = conninfo_to_dict(conninfo)
-    return URL.create(
-        "postgresql+psycopg",
-        username=params.get("user"),
-        password=params.get("password"),
-        host=params.get("host"),
-        port=int(params["port"]) if params.get("port") else None,
-        database=params.get("dbname"),
-    ).render_as_string(hide_password=False)
-
-
 def _prepare_worker(
     name: str, *, tmp_path: Path, base_env: dict[str, str], ledger_url: str
 ) -> dict[str, str]:
@@ -109,13 +94,13 @@ def _start_run(env: dict[str, str], conf: dict[str, object]) -> tuple[subprocess
 
 
 def test_overlapping_backfills_and_a_rerun_commit_each_key_exactly_once(
-    tmp_path: Path, airflow_env: dict[str, str], postgres_database: str
+    tmp_path: Path, airflow_env: dict[str, str], postgres_database: str, postgres_sqlalchemy_url: str
 ) -> None:
     import psycopg
 
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "tg_concurrency.py").write_text(DAG_FILE)
-    ledger_url = _sqlalchemy_url(postgres_database)
+    ledger_url = postgres_sqlalchemy_url
     # Create the tables once, so three processes do not race on CREATE TABLE.
     from airflow_training_guard.partitions.ledger import PartitionLedger
 
