@@ -2,9 +2,9 @@
 
 The production failure this prevents: a dataset changed underneath a model, or an image tag moved,
 and nobody could say which data, code and image the good run had used, so it could not be
-reproduced. The manifest records the image digest, the commit SHA of every dataset and model, the
-training parameters, the code version (package version and the DAG file's hash), the Python
-environment of the local launcher, the partition key and the checkpoints used. It is pushed to
+reproduced. The manifest records the image digest, the commit SHA (or content digest) of every
+dataset and model, the training parameters, the code version (package version and the DAG file's
+hash), the Python environment of the local launcher, the partition key and the checkpoints used. It is pushed to
 XCom, written next to the model artifact as ``run-manifest.json`` and read back by
 :func:`reproduce_config`, which gives the exact operator arguments to re-run it.
 
@@ -56,10 +56,11 @@ def _check_str_map(name: str, value: object, *, sha: bool) -> dict[str, str]:
             raise ManifestError(f"manifest field {name!r} has a key {key!r} that is not a non-empty string")
         if not isinstance(item, str):
             raise ManifestError(f"manifest field {name}[{key!r}] must be a string, got {item!r}")
-        if sha and not _SHA1_HEX.fullmatch(item):
+        if sha and not (_SHA1_HEX.fullmatch(item) or _SHA256_DIGEST.fullmatch(item)):
             raise ManifestError(
-                f"manifest field {name}[{key!r}] is {item!r}, not a 40-hex commit SHA; record the SHA "
-                "resolved at pre-flight, never a branch or tag name"
+                f"manifest field {name}[{key!r}] is {item!r}, neither a 40-hex commit SHA nor a "
+                "'sha256:<64 hex>' content digest; record the pin resolved at pre-flight, never a branch "
+                "or tag name"
             )
         result[key] = item
     return result
@@ -81,8 +82,9 @@ class RunManifest:
     :param task_id: the training task's id.
     :param partition_key: the partition trained on (``"city|2026-11-01"``).
     :param image_digest: ``"sha256:<64 hex>"`` of the training image; ``None`` for the local launcher.
-    :param datasets: dataset repo id -> resolved commit SHA (40 hex).
-    :param models: model repo id -> resolved commit SHA (40 hex).
+    :param datasets: dataset repo id -> resolved commit SHA (40 hex), or data location -> content
+        digest (``sha256:<64 hex>``, :mod:`airflow_training_guard.preflight.data`).
+    :param models: model repo id -> resolved commit SHA (40 hex), or location -> content digest.
     :param params: training parameters (JSON-able).
     :param code: ``{"package_version": ..., "dag_file_sha256": ...}``.
     :param python_env: ``{"python": "3.11.7", "distributions_sha256": ...}`` for the local launcher
@@ -373,8 +375,10 @@ def reproduce_config(manifest: RunManifest) -> dict[str, Any]:
     "params": {...}, "partition_key": ..., "resume_from": <last checkpoint or None>,
     "code": {...}, "python_env": {...} | None, "source": {"dag_id", "run_id", "task_id"}}``.
     Datasets and models are pinned by commit SHA (pass them as ``revision=`` to the Hub client),
-    never by branch name; the image by digest (pass ``image_digest`` to the training operator, or
-    append ``@<digest>`` to the image name).
+    never by branch name; data pinned by content (``sha256:...``) is checked again with
+    :func:`airflow_training_guard.preflight.data.verify_content_digest` before it is trained on; the
+    image by digest (pass ``image_digest`` to the training operator, or append ``@<digest>`` to the
+    image name).
 
     :raises ManifestError: when the manifest is incomplete (the message lists what is missing).
     """

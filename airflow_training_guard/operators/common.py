@@ -6,7 +6,8 @@ import ast
 import json
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_training_guard.policies.profiles import GuardProfile
+
+
+class _Warns(Protocol):
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
 
 
 def resolve_partition_key(explicit: str | None, context: Context, *, task_id: str) -> str:
@@ -103,3 +108,51 @@ def parse_pins(value: Mapping[str, Any] | str | None, *, task_id: str) -> dict[s
         if entries:
             pins[kind] = {str(k): str(v) for k, v in entries.items()}
     return pins
+
+
+def verify_content_pins(pins: Mapping[str, Mapping[str, str]], *, task_id: str) -> list[str]:
+    """Recompute every content-pinned (``sha256:...``) dataset and model; fail if one changed.
+
+    Commit SHAs (Hub) are immutable and are not re-checked. Returns one line per verified pin for
+    the log. A mismatch fails the task without retry: a retry would read the same changed data.
+    """
+    from airflow_training_guard.preflight.data import (
+        DataPinError,
+        is_content_digest,
+        open_location,
+        verify_content_digest,
+    )
+
+    verified: list[str] = []
+    for kind in ("datasets", "models"):
+        for location, pin in (pins.get(kind) or {}).items():
+            if not is_content_digest(pin):
+                continue
+            try:
+                digest = verify_content_digest(open_location(location), pin, location=location)
+            except DataPinError as err:
+                raise AirflowFailException(f"task {task_id!r} will not train: {err}") from err
+            verified.append(f"{location}: {digest.describe()} (matches the pre-flight pin)")
+    return verified
+
+
+def read_metrics_file(output_dir: Path, log: _Warns) -> dict[str, float]:
+    """The numbers of ``metrics.json`` a training program wrote into its output directory.
+
+    Missing file: ``{}``. Unreadable or not JSON: a warning and ``{}`` (the model itself may be fine;
+    the promotion step refuses a manifest without the metric it compares).
+    """
+    metrics_file = output_dir / "metrics.json"
+    if not metrics_file.is_file():
+        return {}
+    try:
+        written = json.loads(metrics_file.read_text())
+    except (OSError, ValueError) as err:
+        log.warning("cannot read %s for the run manifest: %s", metrics_file, err)
+        return {}
+    if not isinstance(written, Mapping):
+        log.warning("%s is not a JSON object; no metrics recorded from it", metrics_file)
+        return {}
+    return {
+        str(k): float(v) for k, v in written.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }

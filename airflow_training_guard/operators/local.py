@@ -37,7 +37,13 @@ from airflow_training_guard.manifest import (
     python_environment,
     utc_now_iso,
 )
-from airflow_training_guard.operators.common import parse_pins, resolve_partition_key, timeout_policy_for
+from airflow_training_guard.operators.common import (
+    parse_pins,
+    read_metrics_file,
+    resolve_partition_key,
+    timeout_policy_for,
+    verify_content_pins,
+)
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
@@ -245,6 +251,9 @@ class LocalTrainingOperator(BaseOperator):
                 )
             self.log.warning("no valid checkpoint in %s: restarting from step 0", checkpoint_dir)
 
+        pins = parse_pins(self.pins, task_id=self.task_id)
+        for line in verify_content_pins(pins, task_id=self.task_id):
+            self.log.info("data pin verified: %s", line)
         heartbeat_file = checkpoint_dir / "heartbeat.json"
         heartbeat_file.unlink(missing_ok=True)
         training_env = TrainingEnvironment(
@@ -257,7 +266,7 @@ class LocalTrainingOperator(BaseOperator):
             heartbeat_file=heartbeat_file,
             output_dir=output_dir,
             attempt=attempt,
-            pins=parse_pins(self.pins, task_id=self.task_id),
+            pins=pins,
         )
         self._log_effective_configuration(command, training_env)
 
@@ -303,13 +312,7 @@ class LocalTrainingOperator(BaseOperator):
         """
         output_dir = training_env.output_dir or Path(".")
         metrics = dict(outcome.last_heartbeat.metrics) if outcome.last_heartbeat else {}
-        metrics_file = output_dir / "metrics.json"
-        if metrics_file.is_file():
-            try:
-                written = json.loads(metrics_file.read_text())
-                metrics.update({k: float(v) for k, v in written.items() if isinstance(v, int | float)})
-            except (OSError, ValueError) as err:
-                self.log.warning("cannot read %s for the run manifest: %s", metrics_file, err)
+        metrics.update(read_metrics_file(output_dir, self.log))
         newest = checkpointer.latest()
         checkpoints = tuple(
             dict.fromkeys(str(p) for p in (training_env.resume_from, newest.path if newest else None) if p)

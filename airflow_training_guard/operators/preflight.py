@@ -33,6 +33,7 @@ from airflow_training_guard.preflight.checklist import (
 from airflow_training_guard.preflight.checks import (
     RegistryClient,
     cost_check,
+    data_check,
     exists_check,
     gpu_fit_check,
     hub_repo_check,
@@ -85,6 +86,8 @@ class PreflightOperator(BaseOperator):
     :param datasets: dataset repos: ``"org/name"``, ``"org/name@revision"`` or ``{"repo_id",
         "revision", "files"}``.
     :param models: model repos, same forms.
+    :param data_paths: folders or object-storage prefixes without a commit SHA (e.g. yesterday's
+        partitions) to pin by content, ``sha256:...`` (templated). Every byte is read once.
     :param hub_conn_id: the ``huggingface_hub`` connection.
     :param image: the training image; checked by digest, or its tag resolved when ``resolve_image_tag``.
     :param resolve_image_tag: resolve a tag to a digest once, here, and pin the run to it.
@@ -108,7 +111,7 @@ class PreflightOperator(BaseOperator):
     :param preflight_timeout: bound on the whole checklist, seconds.
     """
 
-    template_fields: Sequence[str] = ("image", "checkpoint_dir")
+    template_fields: Sequence[str] = ("image", "checkpoint_dir", "data_paths")
     ui_color = "#e8f4ea"
 
     def __init__(
@@ -116,6 +119,7 @@ class PreflightOperator(BaseOperator):
         *,
         datasets: Sequence[Any] = (),
         models: Sequence[Any] = (),
+        data_paths: Sequence[str] = (),
         hub_conn_id: str | None = "huggingface_hub_default",
         image: str | None = None,
         resolve_image_tag: bool = False,
@@ -145,6 +149,12 @@ class PreflightOperator(BaseOperator):
             raise GuardConfigError("datasets and models must be lists, e.g. datasets=['org/name']")
         self.datasets = [RepoSpec.coerce(d, repo_type="dataset") for d in datasets]
         self.models = [RepoSpec.coerce(m, repo_type="model") for m in models]
+        if isinstance(data_paths, str) or not all(isinstance(p, str) and p.strip() for p in data_paths):
+            raise GuardConfigError(
+                f"data_paths {data_paths!r} must be a list of non-empty paths or URLs, "
+                "e.g. data_paths=['/data/events/date={{ ds }}']"
+            )
+        self.data_paths = list(data_paths)
         self.hub_conn_id = hub_conn_id
         self.image = image
         if image is not None and "{{" not in image:
@@ -226,6 +236,7 @@ class PreflightOperator(BaseOperator):
     ) -> list[Check]:
         """The checks this operator's arguments ask for (also usable from the training operators)."""
         checks: list[Check] = [hub_repo_check(self.hub, spec) for spec in [*self.datasets, *self.models]]
+        checks += [data_check(path) for path in self.data_paths]
         if self.image:
             checks.append(
                 image_check(

@@ -35,7 +35,13 @@ from kubernetes.client import models as k8s
 from airflow_training_guard import __version__
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.manifest import RunManifest, file_sha256, utc_now_iso
-from airflow_training_guard.operators.common import parse_pins, resolve_partition_key, timeout_policy_for
+from airflow_training_guard.operators.common import (
+    parse_pins,
+    read_metrics_file,
+    resolve_partition_key,
+    timeout_policy_for,
+    verify_content_pins,
+)
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
 from airflow_training_guard.policies.diagnostics import Diagnosis, FailureKind, diagnose, failure_message
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
@@ -101,6 +107,13 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     :param checkpoint_mount_path: where the program sees its checkpoint directory.
     :param checkpoint_path_template: sub-path layout; must contain ``{partition_key}``.
     :param output_dir: where the program writes its model inside the container (optional).
+    :param worker_output_dir: where the Airflow worker sees the container's ``output_dir`` (the same
+        volume mounted on the workers: a ReadWriteMany claim, a fuse-mounted bucket). Templated.
+        When given, after the pod succeeds the operator writes the run manifest there, with the
+        metrics of the program's ``metrics.json``, and returns ``{"partition_key", "output_dir",
+        "manifest_path", "metrics", "manifest"}`` as ``LocalTrainingOperator`` does, so evaluation
+        and promotion tasks work with either launcher. Not with ``do_xcom_push`` (both would be
+        the task's return value).
     :param profile: ``"safe"`` (default) or ``"fast"``; explicit parameters override it.
     :param timeout_buffer: fraction added to ``expected_runtime`` (default from the profile).
     :param deadline: explicit hard deadline, >= expected_runtime * (1 + buffer).
@@ -121,6 +134,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         *KubernetesPodOperator.template_fields,
         "partition_key",
         "output_dir",
+        "worker_output_dir",
         "pins",
     )
 
@@ -143,6 +157,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         checkpoint_every_steps: int | None = None,
         checkpoint_keep_last: int | None = None,
         output_dir: str | None = None,
+        worker_output_dir: str | None = None,
         profile: str | GuardProfile = "safe",
         timeout_buffer: float | None = None,
         deadline: DurationLike | None = None,
@@ -156,6 +171,16 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     ) -> None:
         self.guard_profile = get_profile(profile)
         kwargs.setdefault("retries", self.guard_profile.retries)
+        if worker_output_dir is not None and (not worker_output_dir or not output_dir):
+            raise GuardConfigError(
+                f"worker_output_dir={worker_output_dir!r} needs output_dir (the same folder as the container "
+                "sees it), e.g. output_dir='/shared/models/{{ ds }}', worker_output_dir='/mnt/shared/models/{{ ds }}'"
+            )
+        if worker_output_dir and kwargs.get("do_xcom_push"):
+            raise GuardConfigError(
+                "worker_output_dir and do_xcom_push=True both set the task's return value; with "
+                "worker_output_dir the return value is the run manifest summary, so drop do_xcom_push"
+            )
         # -- timeouts ------------------------------------------------------------------------------
         self.heartbeat_log_interval = parse_duration(heartbeat_log_interval, name="heartbeat_log_interval")
         self.timeout_policy = timeout_policy_for(
@@ -241,6 +266,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         # -- checkpoints and the contract ---------------------------------------------------------------
         self.partition_key = partition_key
         self.output_dir = output_dir
+        self.worker_output_dir = worker_output_dir
         self.pins = pins
         self.checkpoint_claim_name = checkpoint_claim_name
         self.checkpoint_policy = CheckpointPolicy(
@@ -335,6 +361,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         )
         self._stall_detail = None
         self._resolved_pins = parse_pins(self.pins, task_id=self.task_id)
+        for line in verify_content_pins(self._resolved_pins, task_id=self.task_id):
+            self.log.info("data pin verified: %s", line)
         if self.image_reference is None:  # templated image: rendered now
             try:
                 self.image_reference = require_pinned(
@@ -355,24 +383,44 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         self._log_effective_configuration()
         result = super().execute(context)
         if not self.deferrable:  # deferrable runs finish in trigger_reentry
-            self._push_manifest(context)
+            return self._finish(context, result)
         return result
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         result = super().trigger_reentry(context, event)
-        self._push_manifest(context)
-        return result
+        return self._finish(context, result)
 
-    def _push_manifest(self, context: Context) -> None:
+    def _finish(self, context: Context, result: Any) -> Any:
+        manifest = self._push_manifest(context)
+        if not self.worker_output_dir:
+            return result
+        output_dir = Path(str(self.worker_output_dir))
+        path = manifest.write(output_dir)
+        self.log.info("run manifest written to %s", path)
+        summary = {
+            "partition_key": manifest.partition_key,
+            "output_dir": str(output_dir),
+            "manifest_path": str(path),
+            "metrics": dict(manifest.metrics),
+            "manifest": manifest.to_dict(),
+        }
+        # KPO keeps do_xcom_push=False (True would add its xcom sidecar), so Airflow would drop the
+        # return value: push it as the return value explicitly, for `train.output` downstream.
+        context["ti"].xcom_push(key="return_value", value=summary)
+        return summary
+
+    def _push_manifest(self, context: Context) -> RunManifest:
         """Record what this run used (docs/run-manifest.md) and push it to XCom as ``manifest``.
 
-        The model artifact lives in the pod's volume, so the manifest travels through XCom; the
-        program can write its own copy next to the model from the same environment contract.
+        The model artifact lives in the pod's volume, so the manifest travels through XCom. With
+        ``worker_output_dir`` the worker sees that volume: the artifact is recorded where the worker
+        (and the promotion task) finds it, with the metrics the program wrote into ``metrics.json``.
         """
         partition_key = self._resolved_partition_key or resolve_partition_key(
             self.partition_key, context, task_id=self.task_id
         )
         dag_file = getattr(self.dag, "fileloc", None) if self.has_dag() else None  # type: ignore[no-untyped-call]
+        artifact_dir = self.worker_output_dir or self.output_dir
         manifest = RunManifest(
             dag_id=self.dag_id,
             run_id=str(context.get("run_id") or ""),
@@ -385,6 +433,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
                 "image": str(self.image),
                 "cmds": list(self.cmds or []),
                 "arguments": list(self.arguments or []),
+                "output_dir": str(self.output_dir) if self.output_dir else None,
             },
             code={
                 "package_version": __version__,
@@ -394,13 +443,16 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             checkpoints=(
                 f"{self.checkpoint_claim_name or 'emptyDir'}:{self._checkpoint_sub_path(partition_key)}",
             ),
-            artifact_uri=str(self.output_dir) if self.output_dir else None,
-            metrics={},
+            artifact_uri=str(artifact_dir) if artifact_dir else None,
+            metrics=read_metrics_file(Path(str(self.worker_output_dir)), self.log)
+            if self.worker_output_dir
+            else {},
             created_at=utc_now_iso(),
         )
         if not manifest.is_complete:
             self.log.warning("run manifest is incomplete: missing %s", ", ".join(manifest.missing_fields()))
         context["ti"].xcom_push(key="manifest", value=manifest.to_dict())
+        return manifest
 
     def _check_gpu_capacity(self) -> None:
         request = GpuRequest(

@@ -18,6 +18,7 @@ from airflow_training_guard.policies.gpus import GpuRequest, NodeShape, check_fi
 from airflow_training_guard.policies.timeouts import format_buffer
 from airflow_training_guard.preflight.artifacts import HubClient, HubError, RepoSpec, is_commit_sha
 from airflow_training_guard.preflight.checklist import Check, CheckResult
+from airflow_training_guard.preflight.data import DataPinError, content_digest, open_location
 from airflow_training_guard.preflight.estimates import estimate_cost, estimate_memory, format_parameters
 
 if TYPE_CHECKING:
@@ -140,6 +141,24 @@ def gpu_fit_check(request: GpuRequest, nodes: Callable[[], Sequence[NodeShape]])
         return CheckResult.ok(name, f"{state} on {report.best_node}; {evidence}")
 
     return Check(name=name, run=run, network=True)
+
+
+def data_check(location: str) -> Check:
+    """The location holds files; pin them by content (``sha256:...``) as a dataset of the run.
+
+    For data without a commit SHA (a folder of partitions, a bucket prefix): see
+    :mod:`airflow_training_guard.preflight.data`.
+    """
+    name = f"data {location}"
+
+    def run() -> CheckResult:
+        try:
+            digest = content_digest(open_location(location), location=location)
+        except DataPinError as err:
+            return CheckResult.fail(name, err.problem, err.fix)
+        return CheckResult.ok(name, digest.describe(), pin=("datasets", location, digest.digest))
+
+    return Check(name=name, run=run, network="://" in location and not location.startswith("file://"))
 
 
 def writable_check(path: str | os.PathLike[str], *, name: str = "checkpoint location") -> Check:

@@ -92,8 +92,19 @@ def test_missing_fields_lists_all() -> None:
 
 def test_branch_name_instead_of_sha_is_rejected() -> None:
     """A manifest must never record a moving branch name: that is the irreproducibility it prevents."""
-    with pytest.raises(ManifestError, match=r"datasets\['d/x'\] is 'main', not a 40-hex commit SHA"):
+    with pytest.raises(
+        ManifestError, match=r"datasets\['d/x'\] is 'main', neither a 40-hex commit SHA nor a 'sha256:<64 hex>'"
+    ):
         make(datasets={"d/x": "main"})
+
+
+def test_data_pinned_by_content_digest_is_recorded_next_to_hub_commit_shas() -> None:
+    content = "sha256:" + "ab" * 32
+    manifest = make(datasets={"d/x": "0" * 40, "/data/events/date=2026-11-20": content})
+    assert manifest.datasets["/data/events/date=2026-11-20"] == content
+    assert RunManifest.from_json(manifest.to_json()) == manifest
+    with pytest.raises(ManifestError, match="neither a 40-hex commit SHA"):
+        make(datasets={"/data/x": "sha256:" + "ab" * 31})
 
 
 @pytest.mark.parametrize(
