@@ -1,13 +1,29 @@
-"""Daily retraining of the example click model, on the embedded default launcher.
+"""Daily retraining of the example click model: complete data, verified inputs, guarded training.
 
 Every day at 02:00 UTC: wait until all 24 of yesterday's hourly partitions are present and
-finalized, train on them with the local launcher (checkpoint/resume, deadline and stall
-detection), evaluate the model and refuse one whose accuracy is below the bar, then promote it
-with a compare-and-swap on the production pointer if it beats production.
+finalized; pre-flight: pin those partitions by content digest and check the checkpoint location,
+the timeout, the pool (and, on Kubernetes, the image digest in its registry and the GPU shape
+against the nodes); train on exactly the pinned data with checkpoint/resume, deadline and stall
+detection; evaluate the model and refuse one below the accuracy bar; promote it with a
+compare-and-swap on the production pointer if it beats production.
+
+**The launcher switch.** ``train`` runs the example program as a guarded local subprocess
+(``LocalTrainingOperator``) unless ``TRAINING_GUARD_KUBERNETES_CONN_ID`` names a Kubernetes
+connection; then it runs as a pod (``GuardedTrainingPodOperator``) through that connection, and
+these must be set too (the DAG fails to import, naming the missing one, otherwise):
+
+- ``TRAINING_GUARD_TRAINING_IMAGE``: the training image pinned by digest, ``repo@sha256:...``
+  (``examples/training/Dockerfile``; ``crane digest <repo:tag>`` gives the digest);
+- ``TRAINING_GUARD_SHARED_CLAIM``: a ReadWriteMany PersistentVolumeClaim holding data,
+  checkpoints and models, mounted on the Airflow workers at ``TRAINING_GUARD_ROOT``; the pod mounts
+  it at the same path, so every path means the same file on both sides;
+- optional: ``TRAINING_GUARD_NAMESPACE`` (default ``training``), ``TRAINING_GUARD_GPUS`` (default
+  0: the example model trains on CPU), ``TRAINING_GUARD_REGISTRY_CONN_ID`` (registry credentials).
 
 Paths come from the environment so the same file runs in the demo, in tests and in docker-compose:
-``TRAINING_GUARD_DATA_ROOT`` (hourly partitions), ``TRAINING_GUARD_CHECKPOINT_ROOT`` and
-``TRAINING_GUARD_OUTPUT_ROOT``; each defaults to a folder under ``$AIRFLOW_HOME/training-guard``.
+``TRAINING_GUARD_ROOT`` (default ``$AIRFLOW_HOME/training-guard``), and under it, unless set,
+``TRAINING_GUARD_DATA_ROOT`` (``data``), ``TRAINING_GUARD_CHECKPOINT_ROOT`` (``checkpoints``) and
+``TRAINING_GUARD_OUTPUT_ROOT`` (``models``). See docs/daily-retraining.md.
 """
 
 from __future__ import annotations
@@ -21,41 +37,71 @@ import pendulum
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_training_guard.operators.local import LocalTrainingOperator
+from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.manifest import file_sha256
+from airflow_training_guard.operators.preflight import PreflightOperator
 from airflow_training_guard.operators.promotion import PromoteModelOperator
 from airflow_training_guard.partitions import HoursOfDay, ObjectStorageSource
 from airflow_training_guard.sensors.completeness import PartitionCompletenessSensor
 
+GUARD_ROOT = Path(
+    os.environ.get("TRAINING_GUARD_ROOT")
+    or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "training-guard"
+)
+DATA_ROOT = os.environ.get("TRAINING_GUARD_DATA_ROOT") or str(GUARD_ROOT / "data")
+CHECKPOINT_ROOT = os.environ.get("TRAINING_GUARD_CHECKPOINT_ROOT") or str(GUARD_ROOT / "checkpoints")
+OUTPUT_ROOT = os.environ.get("TRAINING_GUARD_OUTPUT_ROOT") or str(GUARD_ROOT / "models")
 EXAMPLES = Path(
     os.environ.get("TRAINING_GUARD_EXAMPLES_DIR", Path(__file__).resolve().parent.parent / "examples")
 )
-DATA_ROOT = os.environ.get(
-    "TRAINING_GUARD_DATA_ROOT",
-    str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "training-guard" / "data"),
-)
-MIN_ACCURACY = 0.70
 # The model registry: SQL compare-and-swap on the embedded SQLite by default; set
 # TRAINING_GUARD_REGISTRY_URL to postgresql+psycopg://... or hf://... in production.
-REGISTRY_URL = os.environ.get(
-    "TRAINING_GUARD_REGISTRY_URL",
-    "sqlite:///"
-    + str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "training-guard" / "registry.db"),
-)
+REGISTRY_URL = os.environ.get("TRAINING_GUARD_REGISTRY_URL") or f"sqlite:///{GUARD_ROOT / 'registry.db'}"
+# The one switch: name a Kubernetes connection and `train` runs as a pod through it.
+KUBERNETES_CONN_ID = os.environ.get("TRAINING_GUARD_KUBERNETES_CONN_ID", "").strip()
+LAUNCHER = "kubernetes" if KUBERNETES_CONN_ID else "local"
+
+SLA_POOL = "training_sla"  # created by `airflow training-guard pools sync` (make demo does it)
+MIN_ACCURACY = 0.70
+EXPECTED_RUNTIME = "10m"
+TRAINING_DAY = "{{ macros.ds_add(ds, -1) }}"  # the run at 02:00 on day D trains on the 24 hours of D-1
+DAY_DATA = f"{DATA_ROOT}/date={TRAINING_DAY}"
+MODEL_DIR = f"{OUTPUT_ROOT}/daily_retraining/train/{TRAINING_DAY}"
+TRAIN_ARGS = ["--data-dir", DATA_ROOT, "--steps", "300"]
+PINS = "{{ ti.xcom_pull(task_ids='preflight', key='pins') }}"
+
+
+def _required(name: str, fix: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise GuardConfigError(
+            f"TRAINING_GUARD_KUBERNETES_CONN_ID={KUBERNETES_CONN_ID!r} selects the Kubernetes launcher, but "
+            f"{name} is not set; {fix}, or unset TRAINING_GUARD_KUBERNETES_CONN_ID to train locally"
+        )
+    return value
+
+
+def _gpus() -> int:
+    raw = os.environ.get("TRAINING_GUARD_GPUS", "0").strip()
+    if not raw.isdigit():
+        raise GuardConfigError(f"TRAINING_GUARD_GPUS={raw!r} must be a whole number of GPUs per pod, e.g. 1")
+    return int(raw)
+
 
 with DAG(
     dag_id="daily_retraining",
-    description="Train yesterday's click model, checkpointed and time-boxed, then evaluate it",
+    description=f"Train yesterday's click model ({LAUNCHER} launcher), checkpointed and time-boxed, then promote it",
     schedule="0 2 * * *",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    tags=["training-guard", "example"],
+    tags=["training-guard", "example", LAUNCHER],
     doc_md=__doc__,
 ) as dag:
     wait_for_partitions = PartitionCompletenessSensor(
         task_id="wait_for_partitions",
         # Yesterday's 24 hourly partitions (UTC): the same day `train` reads.
-        expected=HoursOfDay("{{ macros.ds_add(ds, -1) }}", timezone="UTC"),
+        expected=HoursOfDay(TRAINING_DAY, timezone="UTC"),
         # The layout examples/training/sample_data.py writes: date=YYYY-MM-DD/hour=HH/part-0.csv + _SUCCESS.
         source=ObjectStorageSource(DATA_ROOT + "/date={date}/hour={hour}"),
         poke_interval="5m",
@@ -63,45 +109,132 @@ with DAG(
         grace_period="6h",
         timeout="12h",
         doc_md=(
-            "Blocks `train` until all of yesterday's hourly partitions are present and finalized "
+            "Blocks training until all of yesterday's hourly partitions are present and finalized "
             "(`_SUCCESS` and non-empty data); the log and the failure list the missing hours. "
             "See docs/partition-completeness.md."
         ),
     )
 
-    train = LocalTrainingOperator(
-        task_id="train",
-        # Yesterday's events: the run at 02:00 on day D trains on the 24 hours of D-1.
-        partition_key="{{ macros.ds_add(ds, -1) }}",
-        command=[
-            sys.executable,
-            str(EXAMPLES / "training" / "train.py"),
-            "--data-dir",
-            DATA_ROOT,
-            "--steps",
-            "300",
-        ],
-        expected_runtime="10m",
-        stall_after="2m",
-        startup_timeout="2m",
-        poll_interval="1s",
-        profile="safe",
+    if LAUNCHER == "local":
+        from airflow_training_guard.operators.local import LocalTrainingOperator
+
+        train = LocalTrainingOperator(
+            task_id="train",
+            partition_key=TRAINING_DAY,
+            command=[sys.executable, str(EXAMPLES / "training" / "train.py"), *TRAIN_ARGS],
+            checkpoint_root=CHECKPOINT_ROOT,
+            output_dir=MODEL_DIR,
+            expected_runtime=EXPECTED_RUNTIME,
+            stall_after="2m",
+            startup_timeout="2m",
+            poll_interval="1s",
+            profile="safe",
+            pins=PINS,
+            pool=SLA_POOL,
+            doc_md=(
+                "Runs `examples/training/train.py` as a guarded subprocess on the data pre-flight pinned "
+                "(re-verified first): resumes from the newest valid checkpoint on retry, killed at "
+                "expected_runtime + 30% or after 2 minutes without progress. See docs/local-training-operator.md."
+            ),
+        )
+        preflight_launcher_checks: dict[str, object] = {}
+    else:
+        from airflow_training_guard.operators.training_pod import GuardedTrainingPodOperator
+        from airflow_training_guard.policies.gpus import GpuRequest
+
+        image = _required(
+            "TRAINING_GUARD_TRAINING_IMAGE",
+            "set it to the training image pinned by digest, e.g. registry.example.com/click-trainer@sha256:<64 hex>",
+        )
+        claim = _required(
+            "TRAINING_GUARD_SHARED_CLAIM",
+            "set it to a ReadWriteMany PersistentVolumeClaim mounted on the workers at "
+            f"TRAINING_GUARD_ROOT ({GUARD_ROOT})",
+        )
+        for name, path in (("DATA", DATA_ROOT), ("CHECKPOINT", CHECKPOINT_ROOT), ("OUTPUT", OUTPUT_ROOT)):
+            if not Path(path).is_relative_to(GUARD_ROOT):
+                raise GuardConfigError(
+                    f"TRAINING_GUARD_{name}_ROOT={path!r} is outside TRAINING_GUARD_ROOT={str(GUARD_ROOT)!r}, "
+                    f"where the shared claim {claim!r} is mounted; the pod would not see it. Unset it or "
+                    "move it under TRAINING_GUARD_ROOT"
+                )
+        gpus = _gpus()
+        from kubernetes.client import models as k8s
+
+        train = GuardedTrainingPodOperator(
+            task_id="train",
+            kubernetes_conn_id=KUBERNETES_CONN_ID,
+            namespace=os.environ.get("TRAINING_GUARD_NAMESPACE", "training"),
+            image=image,
+            arguments=TRAIN_ARGS,
+            partition_key=TRAINING_DAY,
+            gpus=gpus,
+            expected_runtime=EXPECTED_RUNTIME,
+            stall_after="2m",
+            profile="safe",
+            checkpoint_claim_name=claim,
+            checkpoint_path_template=(
+                str(Path(CHECKPOINT_ROOT).relative_to(GUARD_ROOT)) + "/{dag_id}/{task_id}/{partition_key}"
+            ),
+            # The claim at the same path as on the workers: data in, model out, same file names.
+            volumes=[
+                k8s.V1Volume(
+                    name="training-guard-shared",
+                    persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim),
+                )
+            ],
+            volume_mounts=[k8s.V1VolumeMount(name="training-guard-shared", mount_path=str(GUARD_ROOT))],
+            output_dir=MODEL_DIR,
+            worker_output_dir=MODEL_DIR,
+            pins=PINS,
+            pool=SLA_POOL,
+            doc_md=(
+                "Runs the digest-pinned training image as a pod on the data pre-flight pinned (re-verified "
+                "first), with checkpoints on the shared claim, a hard deadline and stall detection; a failure "
+                "ends with the reason, pod events and a hint. See docs/training-pod-operator.md."
+            ),
+        )
+        preflight_launcher_checks = {
+            "image": image,
+            "registry_conn_id": os.environ.get("TRAINING_GUARD_REGISTRY_CONN_ID") or None,
+            "connections": [KUBERNETES_CONN_ID],
+            "kubernetes_conn_id": KUBERNETES_CONN_ID,
+            "gpu_request": GpuRequest(gpus=gpus) if gpus else None,
+        }
+
+    preflight = PreflightOperator(
+        task_id="preflight",
+        # Pin exactly the data the sensor found complete: train re-verifies this digest before it starts.
+        data_paths=[DAY_DATA],
+        checkpoint_dir=CHECKPOINT_ROOT,
+        pools=[SLA_POOL],
+        expected_runtime=EXPECTED_RUNTIME,
+        training_timeout=train.timeout_policy.hard_deadline,
+        hub_conn_id=None,
+        **preflight_launcher_checks,  # type: ignore[arg-type]
         doc_md=(
-            "Runs `examples/training/train.py` as a guarded subprocess: resumes from the newest valid "
-            "checkpoint on retry, killed at expected_runtime + 30% or after 2 minutes without progress."
+            "Checks everything training needs before it starts and pins the inputs: yesterday's partitions "
+            "by content digest (`sha256:...`), the checkpoint location, the pool, the timeout against the "
+            "expected runtime; on Kubernetes also the image digest in its registry, the connection and the "
+            "GPU shape. Fails once, listing every problem with its fix. See docs/preflight.md."
         ),
     )
 
-    @task(doc_md="Read the model's metrics and fail the run if accuracy is below the bar.")
+    @task(doc_md="Read the model's metrics, fail the run if accuracy is below the bar, record the model's SHA-256.")
     def evaluate(result: dict) -> dict:
-        metrics_file = Path(result["output_dir"]) / "metrics.json"
+        output_dir = Path(result["output_dir"])
+        metrics_file = output_dir / "metrics.json"
         metrics = json.loads(metrics_file.read_text())
         if metrics["accuracy"] < MIN_ACCURACY:
             raise AirflowFailException(
                 f"model for partition_key={result['partition_key']} has accuracy {metrics['accuracy']:.3f} "
                 f"< {MIN_ACCURACY}; not promoting it. Metrics: {metrics_file}"
             )
-        return {"partition_key": result["partition_key"], **metrics}
+        return {
+            "partition_key": result["partition_key"],
+            "model_sha256": "sha256:" + file_sha256(output_dir / "model.npy"),
+            **metrics,
+        }
 
     promote = PromoteModelOperator(
         task_id="promote",
@@ -109,6 +242,7 @@ with DAG(
         registry=REGISTRY_URL,
         # The manifest the train task wrote next to the model: the candidate, its metrics, its provenance.
         manifest_path="{{ ti.xcom_pull(task_ids='train')['manifest_path'] }}",
+        artifact_commit="{{ ti.xcom_pull(task_ids='evaluate')['model_sha256'] }}",
         metric="accuracy",
         direction="max",
         doc_md=(
@@ -117,5 +251,5 @@ with DAG(
         ),
     )
 
-    wait_for_partitions >> train
+    wait_for_partitions >> preflight >> train
     evaluate(train.output) >> promote

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """`make demo`: run the daily retraining DAG end to end on the embedded default.
 
-Creates an Airflow home under ``.airflow/`` in the project (SQLite metadata database), writes
-24 sample hourly partitions for yesterday, runs the real ``daily_retraining`` DAG with
+Creates an Airflow home under ``.airflow/`` in the project (SQLite metadata database) and the
+training-guard pools, writes 24 sample hourly partitions for yesterday, runs the real
+``daily_retraining`` DAG with
 ``airflow dags test`` (the real example training program as a guarded subprocess), and prints a
 summary a person can read. ``--ui`` starts ``airflow standalone`` on the same home instead.
 """
@@ -98,6 +99,8 @@ def main() -> None:
 
     step(f"embedded Airflow in {home} (SQLite)")
     airflow(env, "db", "migrate", log=home / "db-migrate.log")
+    step("creating the pools training_sla and training_backfill")
+    airflow(env, "training-guard", "pools", "sync", log=home / "pools-sync.log")
 
     if args.ui:
         step("starting `airflow standalone` (UI on http://localhost:8080; Ctrl-C to stop)")
@@ -108,9 +111,11 @@ def main() -> None:
     logical_date = pendulum.now("UTC").start_of("day").add(hours=2)
     partition_date = logical_date.subtract(days=1).to_date_string()
     guard = home / "training-guard"
-    # A demo run starts clean so it shows a full training; retries inside the run still resume.
+    # A demo run starts clean so it shows a full training; retries inside the run still resume. The
+    # registry goes too: its production pointer would name a model folder this run overwrites.
     for leaf in ("checkpoints", "models"):
         shutil.rmtree(guard / leaf, ignore_errors=True)
+    (guard / "registry.db").unlink(missing_ok=True)
 
     step(f"writing 24 sample hourly partitions for {partition_date}")
     sys.path.insert(0, str(REPO / "examples" / "training"))
@@ -128,6 +133,7 @@ def main() -> None:
     train = as_dict(summary["xcom"].get("train"))  # type: ignore[union-attr]
     evaluation = as_dict(summary["xcom"].get("evaluate"))  # type: ignore[union-attr]
     completeness = as_dict(summary["xcom"].get("wait_for_partitions"))  # type: ignore[union-attr]
+    pins = as_dict(summary["xcom"].get("preflight"))  # type: ignore[union-attr]
     promotion = as_dict(summary["xcom"].get("promote"))  # type: ignore[union-attr]
     checkpoints = sorted(Path(str(train.get("checkpoint_dir", ""))).glob("step-*")) if train else []
     print()
@@ -139,6 +145,18 @@ def main() -> None:
             f"  partitions        {completeness['present_count']}/{completeness['expected_count']} "
             "hourly partitions verified present and finalized by wait_for_partitions"
         )
+    if pins:
+        for location, digest in sorted(as_dict(pins.get("datasets")).items()):
+            print(f"  data pinned       {location} -> {digest} (re-verified by train before it started)")
+    manifest = as_dict(train.get("manifest")) if train else {}
+    if pins.get("image_digest"):
+        print(f"  image             {pins['image']} (digest verified in its registry at pre-flight)")
+    elif manifest:
+        python_env = as_dict(manifest.get("python_env"))
+        print(
+            f"  image             none: local launcher; the manifest pins Python {python_env.get('python', '?')} "
+            f"and its packages (sha256:{str(python_env.get('distributions_sha256', ''))[:16]}...)"
+        )
     if train:
         print(f"  partition_key     {train['partition_key']}")
         print(f"  training          steps {train['resumed_from_step']} -> {train['final_step']}")
@@ -146,17 +164,20 @@ def main() -> None:
         print(f"  model             {train['output_dir']}/model.npy")
     if train.get("manifest_path"):
         print(
-            f"  run manifest      {train['manifest_path']} (code, Python environment, checkpoints, metrics)"
+            f"  run manifest      {train['manifest_path']} (data pins, code, Python environment, checkpoints, metrics)"
         )
     if evaluation:
         print(f"  evaluation        accuracy={evaluation['accuracy']:.3f} loss={evaluation['loss']:.4f}")
+        print(f"  model SHA-256     {evaluation['model_sha256']}")
     if promotion:
         previous, current = promotion.get("previous") or {}, promotion.get("current") or {}
         before = f"v{previous['version']}" if previous else "none"
         after = f"v{current['version']}" if current else "none"
-        print(
-            f"  promotion         {promotion['outcome']}: production {before} -> {after} ({promotion['reason']})"
-        )
+        if promotion["outcome"] == "promoted":
+            change = f"production {before} -> {after}, pointer records commit {current.get('commit')}"
+        else:
+            change = f"production stays {after}"
+        print(f"  promotion         {promotion['outcome']}: {change} ({promotion['reason']})")
     print(f"  full log          {log}")
     if summary["state"] != "success":
         sys.exit(f"the demo run ended in state {summary['state']}; see {log}")

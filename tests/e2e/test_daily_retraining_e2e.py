@@ -14,10 +14,12 @@ from typing import Any
 
 import pendulum
 
+from airflow_training_guard.manifest import file_sha256
+from airflow_training_guard.preflight.data import content_digest
 from tests.e2e.airflow_stack import AirflowStack
 from tests.e2e.conftest import DAILY_DAG_ID, ScheduledRun
 
-TASK_IDS = ("wait_for_partitions", "train", "evaluate", "promote")
+TASK_IDS = ("wait_for_partitions", "preflight", "train", "evaluate", "promote")
 
 
 def _xcom(stack: AirflowStack, run_id: str, task_id: str) -> Any:
@@ -60,6 +62,12 @@ def test_scheduler_runs_daily_retraining_on_its_schedule_and_it_succeeds(
     completeness = _xcom(stack, run_id, "wait_for_partitions")
     assert completeness["present_count"] == completeness["expected_count"] == 24
 
+    pins = _xcom(stack, run_id, "preflight")
+    day_data = str(stack.data_root / f"date={partition_key}")
+    assert list(pins["datasets"]) == [day_data], pins
+    assert pins["datasets"][day_data] == content_digest(Path(day_data)).digest
+    assert pins["image_digest"] is None, "the local launcher runs no image"
+
     train = _xcom(stack, run_id, "train")
     assert train["partition_key"] == partition_key
     assert not train["resumed_from_step"], "a first run must not resume from an old checkpoint"
@@ -74,6 +82,8 @@ def test_scheduler_runs_daily_retraining_on_its_schedule_and_it_succeeds(
     assert manifest_path.is_file(), f"run manifest {manifest_path} missing"
     manifest_text = manifest_path.read_text()
     assert partition_key in manifest_text and run_id in manifest_text
+    # What the model was trained on is what pre-flight pinned, recorded for reproduction.
+    assert json.loads(manifest_text)["datasets"] == pins["datasets"]
 
     evaluation = _xcom(stack, run_id, "evaluate")
     assert evaluation["partition_key"] == partition_key and evaluation["accuracy"] >= 0.70
@@ -84,4 +94,5 @@ def test_scheduler_runs_daily_retraining_on_its_schedule_and_it_succeeds(
     current = promotion["current"]
     assert current["model_name"] == "click-model" and current["version"] == 1
     assert current["run_id"] == run_id and current["partition_key"] == partition_key
+    assert current["commit"] == evaluation["model_sha256"] == "sha256:" + file_sha256(output_dir / "model.npy")
     assert (stack.guard_root / "registry.db").is_file()

@@ -12,7 +12,7 @@ from typing import Any
 from tests.e2e.airflow_stack import AirflowStack
 from tests.e2e.conftest import DAILY_DAG_ID, ScheduledRun
 
-TASK_IDS = ("wait_for_partitions", "train", "evaluate", "promote")
+TASK_IDS = ("wait_for_partitions", "preflight", "train", "evaluate", "promote")
 UI_TIMEOUT_MS = 30_000
 
 
@@ -53,6 +53,7 @@ def test_run_page_shows_the_scheduled_run_succeeded_in_the_graph(
         expect(node).to_be_visible()
         expect(node).to_contain_text(task_id)
         expect(node.get_by_test_id("state-badge")).to_contain_text("success")
-    expect(page.get_by_test_id("rf__edge-wait_for_partitions-train")).to_have_count(1)
+    expect(page.get_by_test_id("rf__edge-wait_for_partitions-preflight")).to_have_count(1)
+    expect(page.get_by_test_id("rf__edge-preflight-train")).to_have_count(1)
     expect(page.get_by_test_id("rf__edge-evaluate-promote")).to_have_count(1)
     page.screenshot(path=str(artifacts_dir / "daily_retraining-run-graph.png"), full_page=True)
