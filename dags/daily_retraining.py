@@ -220,7 +220,9 @@ with DAG(
         ),
     )
 
-    @task(doc_md="Read the model's metrics, fail the run if accuracy is below the bar, record the model's SHA-256.")
+    @task(
+        doc_md="Read the model's metrics, fail the run if accuracy is below the bar, record the model's SHA-256."
+    )
     def evaluate(result: dict) -> dict:
         output_dir = Path(result["output_dir"])
         metrics_file = output_dir / "metrics.json"

@@ -94,5 +94,7 @@ def test_scheduler_runs_daily_retraining_on_its_schedule_and_it_succeeds(
     current = promotion["current"]
     assert current["model_name"] == "click-model" and current["version"] == 1
     assert current["run_id"] == run_id and current["partition_key"] == partition_key
-    assert current["commit"] == evaluation["model_sha256"] == "sha256:" + file_sha256(output_dir / "model.npy")
+    assert (
+        current["commit"] == evaluation["model_sha256"] == "sha256:" + file_sha256(output_dir / "model.npy")
+    )
     assert (stack.guard_root / "registry.db").is_file()

@@ -93,7 +93,8 @@ def test_missing_fields_lists_all() -> None:
 def test_branch_name_instead_of_sha_is_rejected() -> None:
     """A manifest must never record a moving branch name: that is the irreproducibility it prevents."""
     with pytest.raises(
-        ManifestError, match=r"datasets\['d/x'\] is 'main', neither a 40-hex commit SHA nor a 'sha256:<64 hex>'"
+        ManifestError,
+        match=r"datasets\['d/x'\] is 'main', neither a 40-hex commit SHA nor a 'sha256:<64 hex>'",
     ):
         make(datasets={"d/x": "main"})
 

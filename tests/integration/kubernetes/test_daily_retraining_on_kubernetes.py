@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -144,11 +144,11 @@ def guard_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sla_pool(airflow_db: Path) -> Iterator[None]:
+def sla_pool(airflow_db: Path) -> None:
+    """The pools `airflow training-guard pools sync` creates; pre-flight checks training_sla exists."""
     from airflow_training_guard.backfill.pools import sync_pools
 
     sync_pools()
-    yield
 
 
 def test_switch_runs_train_as_a_pod_that_trains_on_the_pinned_data_and_gets_promoted(

@@ -9,8 +9,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_training_guard.operators.common import verify_content_pins
-from airflow_training_guard.preflight.checks import data_check
 from airflow_training_guard.preflight.checklist import run_checks
+from airflow_training_guard.preflight.checks import data_check
 from airflow_training_guard.preflight.data import (
     DataPinError,
     content_digest,
