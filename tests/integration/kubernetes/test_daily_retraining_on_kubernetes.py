@@ -240,51 +240,46 @@ def test_preflight_fails_before_any_pod_when_the_image_digest_is_not_in_the_regi
     assert k8s_api.created_pods() == [], "no pod may be created when pre-flight fails"
 
 
+PINNED_IMAGE = "registry.example.com/click-trainer@sha256:" + "a" * 64
+# Complete Kubernetes settings; each case below breaks one (None removes it).
+COMPLETE = {"TRAINING_GUARD_TRAINING_IMAGE": PINNED_IMAGE, "TRAINING_GUARD_SHARED_CLAIM": CLAIM}
+
+
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("change", "message"),
     [
         pytest.param(
-            {"TRAINING_GUARD_SHARED_CLAIM": CLAIM},
+            {"TRAINING_GUARD_TRAINING_IMAGE": None},
             r"selects the Kubernetes launcher, but TRAINING_GUARD_TRAINING_IMAGE is not set; set it to the "
             r"training image pinned by digest",
             id="no-image",
         ),
         pytest.param(
-            {"TRAINING_GUARD_TRAINING_IMAGE": "registry.example.com/click-trainer@sha256:" + "a" * 64},
+            {"TRAINING_GUARD_SHARED_CLAIM": None},
             r"TRAINING_GUARD_SHARED_CLAIM is not set; set it to a ReadWriteMany PersistentVolumeClaim",
             id="no-claim",
         ),
         pytest.param(
-            {
-                "TRAINING_GUARD_TRAINING_IMAGE": "registry.example.com/click-trainer:latest",
-                "TRAINING_GUARD_SHARED_CLAIM": CLAIM,
-            },
+            {"TRAINING_GUARD_TRAINING_IMAGE": "registry.example.com/click-trainer:latest"},
             r"registry.example.com/click-trainer:latest.*not pinned",
             id="tag-not-digest",
         ),
         pytest.param(
-            {
-                "TRAINING_GUARD_TRAINING_IMAGE": "registry.example.com/click-trainer@sha256:" + "a" * 64,
-                "TRAINING_GUARD_SHARED_CLAIM": CLAIM,
-                "TRAINING_GUARD_DATA_ROOT": "/elsewhere/data",
-            },
+            {"TRAINING_GUARD_DATA_ROOT": "/elsewhere/data"},
             r"TRAINING_GUARD_DATA_ROOT='/elsewhere/data' is outside TRAINING_GUARD_ROOT",
             id="data-outside-claim",
         ),
         pytest.param(
-            {
-                "TRAINING_GUARD_TRAINING_IMAGE": "registry.example.com/click-trainer@sha256:" + "a" * 64,
-                "TRAINING_GUARD_SHARED_CLAIM": CLAIM,
-                "TRAINING_GUARD_GPUS": "two",
-            },
+            {"TRAINING_GUARD_GPUS": "two"},
             r"TRAINING_GUARD_GPUS='two' must be a whole number",
             id="gpus-not-a-number",
         ),
     ],
 )
 def test_kubernetes_switch_without_its_settings_fails_at_parse_time_naming_the_setting(
-    env: dict[str, str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    change: dict[str, str | None], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    env = {name: value for name, value in {**COMPLETE, **change}.items() if value is not None}
     with pytest.raises(GuardConfigError, match=message):
         load_daily_dag(
             monkeypatch,
@@ -292,6 +287,18 @@ def test_kubernetes_switch_without_its_settings_fails_at_parse_time_naming_the_s
             TRAINING_GUARD_KUBERNETES_CONN_ID="kubernetes_default",
             **env,
         )
+
+
+def test_complete_kubernetes_settings_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The baseline of the cases above: with all settings the DAG parses (each case breaks just one)."""
+    dag = load_daily_dag(
+        monkeypatch,
+        TRAINING_GUARD_ROOT=str(tmp_path),
+        TRAINING_GUARD_KUBERNETES_CONN_ID="kubernetes_default",
+        **COMPLETE,
+    ).dag
+    assert dag.get_task("preflight").image == PINNED_IMAGE
+    assert dag.get_task("preflight").connections == ["kubernetes_default"]
 
 
 def test_without_the_switch_train_runs_locally_and_preflight_checks_no_image(
