@@ -67,6 +67,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_training_guard.hooks.kubernetes_inventory",
                     "airflow_training_guard.hooks.hub",
                     "airflow_training_guard.hooks.oci_registry",
+                    "airflow_training_guard.hooks.airflow_api",
                 ],
             }
         ],

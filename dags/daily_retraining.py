@@ -1,9 +1,9 @@
 """Daily retraining of the example click model: complete data, verified inputs, guarded training.
 
 Every day at 02:00 UTC: wait until all 24 of yesterday's hourly partitions are present and
-finalized; pre-flight: pin those partitions by content digest and check the checkpoint location,
-the timeout, the pool (and, on Kubernetes, the image digest in its registry and the GPU shape
-against the nodes); train on exactly the pinned data with checkpoint/resume, deadline and stall
+finalized; pre-flight: pin those partitions by content digest and check the checkpoint location
+and the timeout (and, on Kubernetes, the image digest in its registry and the GPU shape against
+the nodes); train on exactly the pinned data with checkpoint/resume, deadline and stall
 detection; evaluate the model and refuse one below the accuracy bar; promote it with a
 compare-and-swap on the production pointer if it beats production.
 
@@ -19,6 +19,9 @@ these must be set too (the DAG fails to import, naming the missing one, otherwis
   it at the same path, so every path means the same file on both sides;
 - optional: ``TRAINING_GUARD_NAMESPACE`` (default ``training``), ``TRAINING_GUARD_GPUS`` (default
   0: the example model trains on CPU), ``TRAINING_GUARD_REGISTRY_CONN_ID`` (registry credentials).
+
+``TRAINING_GUARD_AIRFLOW_API_CONN_ID`` (optional, both launchers) names a connection to the Airflow
+REST API; pre-flight then also checks that the pool ``training_sla`` exists.
 
 Paths come from the environment so the same file runs in the demo, in tests and in docker-compose:
 ``TRAINING_GUARD_ROOT`` (default ``$AIRFLOW_HOME/training-guard``), and under it, unless set,
@@ -62,6 +65,9 @@ KUBERNETES_CONN_ID = os.environ.get("TRAINING_GUARD_KUBERNETES_CONN_ID", "").str
 LAUNCHER = "kubernetes" if KUBERNETES_CONN_ID else "local"
 
 SLA_POOL = "training_sla"  # created by `airflow training-guard pools sync` (make demo does it)
+# Tasks cannot read pools from the database in Airflow 3: pre-flight checks the pool through the
+# REST API when this names a connection to the API server (docs/preflight.md).
+AIRFLOW_API_CONN_ID = os.environ.get("TRAINING_GUARD_AIRFLOW_API_CONN_ID", "").strip() or None
 MIN_ACCURACY = 0.70
 EXPECTED_RUNTIME = "10m"
 TRAINING_DAY = "{{ macros.ds_add(ds, -1) }}"  # the run at 02:00 on day D trains on the 24 hours of D-1
@@ -207,16 +213,18 @@ with DAG(
         # Pin exactly the data the sensor found complete: train re-verifies this digest before it starts.
         data_paths=[DAY_DATA],
         checkpoint_dir=CHECKPOINT_ROOT,
-        pools=[SLA_POOL],
+        pools=[SLA_POOL] if AIRFLOW_API_CONN_ID else [],
+        api_conn_id=AIRFLOW_API_CONN_ID,
         expected_runtime=EXPECTED_RUNTIME,
         training_timeout=train.timeout_policy.hard_deadline,
         hub_conn_id=None,
         **preflight_launcher_checks,  # type: ignore[arg-type]
         doc_md=(
             "Checks everything training needs before it starts and pins the inputs: yesterday's partitions "
-            "by content digest (`sha256:...`), the checkpoint location, the pool, the timeout against the "
+            "by content digest (`sha256:...`), the checkpoint location, the timeout against the "
             "expected runtime; on Kubernetes also the image digest in its registry, the connection and the "
-            "GPU shape. Fails once, listing every problem with its fix. See docs/preflight.md."
+            "GPU shape; with an API connection, the pool. Fails once, listing every problem with its fix. "
+            "See docs/preflight.md."
         ),
     )
 

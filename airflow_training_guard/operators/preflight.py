@@ -31,6 +31,7 @@ from airflow_training_guard.preflight.checklist import (
     unique_names,
 )
 from airflow_training_guard.preflight.checks import (
+    LookupUnavailableError,
     RegistryClient,
     cost_check,
     data_check,
@@ -71,10 +72,19 @@ def _variable_exists(key: str) -> bool:
     return Variable.get(key, default=None) is not None
 
 
-def _pool_exists(name: str) -> bool:
+def _pool_exists_in_db(name: str) -> bool:
+    """The metadata database: works in ``dag.test()`` and ``airflow dags test``, not in a task runner."""
     from airflow.models.pool import Pool
 
-    return Pool.get_pool(name) is not None
+    try:
+        return Pool.get_pool(name) is not None
+    except RuntimeError as err:  # Airflow 3's task runner blocks the ORM: "Direct database access ..."
+        raise LookupUnavailableError(
+            f"pools cannot be read from a task in Airflow 3 without the REST API ({err})",
+            "set api_conn_id to a connection to the Airflow API server (host http://<api-server>:8080, "
+            "login/password of a user who may read pools), or drop `pools` and check them at deploy time "
+            "with `airflow training-guard pools list`",
+        ) from err
 
 
 class PreflightOperator(BaseOperator):
@@ -94,7 +104,10 @@ class PreflightOperator(BaseOperator):
     :param registry_conn_id: connection with registry credentials (``None``: anonymous).
     :param connections: connection ids that must exist.
     :param variables: Airflow Variables that must exist.
-    :param pools: pools that must exist (a task in a missing pool is never scheduled).
+    :param pools: pools that must exist (a task in a missing pool is never scheduled). Tasks in
+        Airflow 3 cannot read the metadata database: give ``api_conn_id`` for a real deployment.
+    :param api_conn_id: connection to the Airflow REST API, used to read ``pools``
+        (:class:`~airflow_training_guard.hooks.airflow_api.AirflowApiHook`).
     :param expected_runtime: how long the training job normally takes.
     :param training_timeout: the training task's timeout (its ``execution_timeout`` or deadline).
     :param timeout_buffer: margin over ``expected_runtime`` the timeout must leave (default 0.30).
@@ -127,6 +140,7 @@ class PreflightOperator(BaseOperator):
         connections: Sequence[str] = (),
         variables: Sequence[str] = (),
         pools: Sequence[str] = (),
+        api_conn_id: str | None = None,
         expected_runtime: DurationLike | None = None,
         training_timeout: DurationLike | None = None,
         timeout_buffer: float = DEFAULT_BUFFER,
@@ -169,6 +183,7 @@ class PreflightOperator(BaseOperator):
         self.connections = list(connections)
         self.variables = list(variables)
         self.pools = list(pools)
+        self.api_conn_id = api_conn_id
         self.expected_runtime = (
             None if expected_runtime is None else parse_duration(expected_runtime, name="expected_runtime")
         )
@@ -219,6 +234,16 @@ class PreflightOperator(BaseOperator):
 
         return OciRegistryHook(self.registry_conn_id)
 
+    def _api_pool_exists(self, name: str) -> bool:
+        from airflow_training_guard.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+        try:
+            return AirflowApiHook(str(self.api_conn_id)).pool_exists(name)
+        except AirflowApiError as err:
+            raise LookupUnavailableError(
+                str(err), "fix the connection or the API server, then retry"
+            ) from err
+
     def _nodes(self) -> Sequence[NodeShape]:
         if self.node_shapes is not None:
             return self.node_shapes
@@ -232,9 +257,11 @@ class PreflightOperator(BaseOperator):
         *,
         connection_exists: Callable[[str], bool] = _connection_exists,
         variable_exists: Callable[[str], bool] = _variable_exists,
-        pool_exists: Callable[[str], bool] = _pool_exists,
+        pool_exists: Callable[[str], bool] | None = None,
     ) -> list[Check]:
         """The checks this operator's arguments ask for (also usable from the training operators)."""
+        if pool_exists is None:
+            pool_exists = self._api_pool_exists if self.api_conn_id else _pool_exists_in_db
         checks: list[Check] = [hub_repo_check(self.hub, spec) for spec in [*self.datasets, *self.models]]
         checks += [data_check(path) for path in self.data_paths]
         if self.image:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from airflow_training_guard.exceptions import TrainingGuardError
 from airflow_training_guard.policies.durations import format_duration
 from airflow_training_guard.policies.gpus import GpuRequest, NodeShape, check_fit
 from airflow_training_guard.policies.timeouts import format_buffer
@@ -182,12 +183,29 @@ def writable_check(path: str | os.PathLike[str], *, name: str = "checkpoint loca
     return Check(name=name, run=run)
 
 
+class LookupUnavailableError(TrainingGuardError):
+    """A lookup cannot answer from where it runs; ``problem`` and ``fix`` feed the failed check."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
 def exists_check(kind: str, key: str, lookup: Callable[[str], bool], *, fix: str) -> Check:
-    """An Airflow object (connection, variable, pool, secret) named ``key`` exists."""
+    """An Airflow object (connection, variable, pool, secret) named ``key`` exists.
+
+    ``lookup`` may raise :class:`LookupUnavailableError` when it cannot tell (the check fails with
+    that problem and fix, never passes).
+    """
     name = f"{kind} {key}"
 
     def run() -> CheckResult:
-        if lookup(key):
+        try:
+            found = lookup(key)
+        except LookupUnavailableError as err:
+            return CheckResult.fail(name, err.problem, err.fix)
+        if found:
             return CheckResult.ok(name, f"{kind} {key!r} exists")
         return CheckResult.fail(name, f"{kind} {key!r} does not exist", fix)
 

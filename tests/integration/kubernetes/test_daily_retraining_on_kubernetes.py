@@ -145,7 +145,7 @@ def guard_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sla_pool(airflow_db: Path) -> None:
-    """The pools `airflow training-guard pools sync` creates; pre-flight checks training_sla exists."""
+    """The pools a deployment has (`airflow training-guard pools sync`); train runs in training_sla."""
     from airflow_training_guard.backfill.pools import sync_pools
 
     sync_pools()
