@@ -310,13 +310,12 @@ class PartitionLedger:
 
     # -- claim ----------------------------------------------------------------------------------
 
-    def claim(
-        self, partition_key: str, *, mode: ReprocessMode | str = "all", holder: str = ""
-    ) -> Claim | None:
+    def claim(self, partition_key: str, *, mode: ReprocessMode | str, holder: str = "") -> Claim | None:
         """Take ``partition_key`` for this attempt, or return None when ``mode`` says to leave it.
 
         :param partition_key: a valid key (see :func:`~airflow_training_guard.partitions.keys.parse_key`).
-        :param mode: see :class:`ReprocessMode`.
+        :param mode: see :class:`ReprocessMode`. Required: ``"all"`` takes over a key even from a
+            live claim, which must be a decision, never a default.
         :param holder: who is claiming, recorded in the ledger and in error messages.
         """
         parse_key(partition_key)
@@ -485,9 +484,17 @@ class PartitionLedger:
         try:
             os.rename(resolved, version_dir)
         except OSError as err:
-            raise StaleClaimError(
-                f"cannot publish partition_key={claim.partition_key!r}: version directory {version_dir} "
-                f"already exists or cannot be created ({err}); was this claim published twice?"
+            if version_dir.exists():  # fencing tokens are unique: only a second publish of this claim
+                raise StaleClaimError(
+                    f"cannot publish partition_key={claim.partition_key!r}: version directory {version_dir} "
+                    f"already exists ({err}); this claim was already published"
+                ) from err
+            # A full disk, a permission, a staging area on another filesystem: a real failure that
+            # must fail (and retry) the task, never pass as "superseded" with nothing published.
+            raise LedgerError(
+                f"cannot publish partition_key={claim.partition_key!r}: renaming {str(resolved)!r} to "
+                f"{str(version_dir)!r} failed: {err}; check free space and permissions under "
+                f"{str(root)!r} (staging and versions must be on one filesystem)"
             ) from err
         with self.engine.begin() as conn:
             previous, _ = self._previous_location(conn, claim.partition_key)

@@ -32,7 +32,7 @@ def _write(ledger: PartitionLedger, claim, text: str) -> Path:
 
 
 def test_claim_then_publish_files_moves_the_current_pointer(ledger: PartitionLedger) -> None:
-    claim = ledger.claim("berlin|2026-11-01", holder="run-1")
+    claim = ledger.claim("berlin|2026-11-01", holder="run-1", mode="all")
     assert claim is not None and claim.fencing_token == 1
     commit = ledger.publish(claim, staging_path=_write(ledger, claim, "a\n"))
     current = ledger.current_path("berlin|2026-11-01")
@@ -44,10 +44,44 @@ def test_claim_then_publish_files_moves_the_current_pointer(ledger: PartitionLed
     assert entry is not None and entry.state == "committed" and entry.commits == 1
 
 
+def test_a_failed_rename_is_a_ledger_error_not_a_superseded_claim(
+    ledger: PartitionLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk must fail (and retry) the task; as "superseded" it would pass with nothing published."""
+    import errno
+    import os
+
+    claim = ledger.claim("berlin|2026-11-01", holder="run-1", mode="all")
+    assert claim is not None
+    staging = _write(ledger, claim, "a\n")
+
+    def full_disk(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "rename", full_disk)
+    with pytest.raises(
+        LedgerError, match=r"renaming .* failed: \[Errno 28\] No space left on device; check free"
+    ) as err:
+        ledger.publish(claim, staging_path=staging)
+    assert not isinstance(err.value, StaleClaimError)
+    monkeypatch.undo()
+    # Nothing was published; the claim can still publish once the disk has room.
+    assert ledger.current_path("berlin|2026-11-01") is None
+    assert ledger.publish(claim, staging_path=staging).commits == 1
+
+
+def test_publishing_the_same_claim_twice_is_refused_as_already_published(ledger: PartitionLedger) -> None:
+    claim = ledger.claim("berlin|2026-11-01", holder="run-1", mode="all")
+    assert claim is not None
+    ledger.publish(claim, staging_path=_write(ledger, claim, "a\n"))
+    with pytest.raises(StaleClaimError, match=r"already exists .*this claim was already published"):
+        ledger.publish(claim, staging_path=_write(ledger, claim, "b\n"))
+
+
 def test_stale_claim_cannot_publish_and_leaves_nothing_visible(ledger: PartitionLedger) -> None:
     """Two backfills of the same key: the older attempt must not publish (duplicate feature rows)."""
-    old = ledger.claim("berlin|2026-11-01", holder="backfill-a")
-    new = ledger.claim("berlin|2026-11-01", holder="backfill-b")
+    old = ledger.claim("berlin|2026-11-01", holder="backfill-a", mode="all")
+    new = ledger.claim("berlin|2026-11-01", holder="backfill-b", mode="all")
     assert old is not None and new is not None and new.fencing_token == old.fencing_token + 1
     old_staging = _write(ledger, old, "old\n")
     with pytest.raises(
@@ -75,7 +109,7 @@ def test_rerun_all_replaces_instead_of_appending(ledger: PartitionLedger) -> Non
 
 
 def test_rows_publish_replaces_rows_atomically(ledger: PartitionLedger) -> None:
-    claim = ledger.claim("rome|2026-11-02")
+    claim = ledger.claim("rome|2026-11-02", mode="all")
     assert claim is not None
     ledger.publish(claim, rows=[{"f": 1}, {"f": 2}])
     claim = ledger.claim("rome|2026-11-02", mode="all")
@@ -86,7 +120,7 @@ def test_rows_publish_replaces_rows_atomically(ledger: PartitionLedger) -> None:
 
 
 def test_stale_rows_publish_keeps_the_old_rows(ledger: PartitionLedger) -> None:
-    first = ledger.claim("rome|2026-11-02")
+    first = ledger.claim("rome|2026-11-02", mode="all")
     assert first is not None
     ledger.publish(first, rows=[{"f": 1}])
     stale = ledger.claim("rome|2026-11-02", mode="all")
@@ -115,7 +149,7 @@ def test_stale_rows_publish_keeps_the_old_rows(ledger: PartitionLedger) -> None:
 def test_reprocess_modes(ledger: PartitionLedger, state: str, mode: str, claimed: bool) -> None:
     key = "oslo|2026-11-03"
     if state != "new":
-        claim = ledger.claim(key)
+        claim = ledger.claim(key, mode="all")
         assert claim is not None
         if state == "committed":
             ledger.publish(claim, rows=[{"x": 1}])
@@ -130,14 +164,14 @@ def test_stale_claims_are_taken_over_in_missing_mode(tmp_path: Path) -> None:
     ledger = PartitionLedger(
         f"sqlite:///{tmp_path / 'l.db'}", namespace="n", stale_after=dt.timedelta(microseconds=1)
     )
-    first = ledger.claim("k")
+    first = ledger.claim("k", mode="all")
     assert first is not None
     second = ledger.claim("k", mode="missing")
     assert second is not None and second.fencing_token == 2
 
 
 def test_plan_describes_skips(ledger: PartitionLedger) -> None:
-    claim = ledger.claim("a|2026-11-01")
+    claim = ledger.claim("a|2026-11-01", mode="all")
     assert claim is not None
     ledger.publish(claim, rows=[])
     plan = ledger.plan(["a|2026-11-01", "b|2026-11-01"], "missing")
@@ -154,8 +188,8 @@ def test_native_reprocess_behaviour_names_map_onto_modes() -> None:
 
 def test_bad_keys_and_staging_paths_are_rejected(ledger: PartitionLedger, tmp_path: Path) -> None:
     with pytest.raises(GuardConfigError, match="path separator"):
-        ledger.claim("berlin/../etc|2026-11-01")
-    claim = ledger.claim("a|2026-11-01")
+        ledger.claim("berlin/../etc|2026-11-01", mode="all")
+    claim = ledger.claim("a|2026-11-01", mode="all")
     assert claim is not None
     outside = tmp_path / "elsewhere"
     outside.mkdir()
