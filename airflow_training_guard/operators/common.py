@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_training_guard.policies.durations import DurationLike, parse_duration
-from airflow_training_guard.policies.timeouts import TimeoutPolicy
+from airflow_training_guard.policies.timeouts import TimeoutPolicy, validate_buffer
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -67,6 +67,8 @@ def timeout_policy_for(
             timedelta(minutes=10), parse_duration(expected_runtime, name="expected_runtime")
         )
     stall = (profile.stall_after if stall_after else None) if isinstance(stall_after, bool) else stall_after
+    if timeout_buffer is not None:  # name the parameter the user typed, not TimeoutPolicy's field
+        timeout_buffer = validate_buffer(timeout_buffer, name="timeout_buffer")
     return TimeoutPolicy.build(
         expected_runtime=expected_runtime,
         buffer=profile.timeout_buffer if timeout_buffer is None else timeout_buffer,

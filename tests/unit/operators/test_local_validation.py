@@ -100,3 +100,10 @@ def test_fast_profile_is_an_explicit_opt_in_and_explicit_values_win() -> None:
     assert op.guard_profile.name == "fast"
     assert op.retries == 7
     assert op.checkpoint_policy.every_steps == 10
+
+
+def test_percentage_given_as_timeout_buffer_is_rejected_naming_timeout_buffer() -> None:
+    with pytest.raises(GuardConfigError, match=r"^timeout_buffer 30 is larger than 10 .*did you mean 0.3\?"):
+        LocalTrainingOperator(
+            task_id="train", command=["python", "-c", "pass"], expected_runtime="1h", timeout_buffer=30
+        )
