@@ -360,6 +360,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             self.partition_key, context, task_id=self.task_id
         )
         self._stall_detail = None
+        self._last_log_lines = []
         self._resolved_pins = parse_pins(self.pins, task_id=self.task_id)
         for line in verify_content_pins(self._resolved_pins, task_id=self.task_id):
             self.log.info("data pin verified: %s", line)
@@ -590,6 +591,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             except Exception as err:  # a transient API error must not kill the job
                 self.log.debug("heartbeat watchdog could not read the log: %s", err)
                 continue
+            if tail:  # the pod is deleted below; its log cannot be read after that
+                self._last_log_lines = tail[-20:]
             record = last_heartbeat_in(tail)
             now = time.monotonic()
             if record is not None and record.step != last_step:
@@ -602,7 +605,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             if waited >= limit:
                 self._stall_detail = (
                     f"no heartbeat progress for {waited:.0f}s (stall_after {format_duration(policy.stall_after)}); "
-                    f"last step {last_step if last_step is not None else 'none'}"
+                    f"last step {last_step if last_step is not None else 'none'}; the watchdog deleted the pod"
                 )
                 self.log.error("pod %s is stalled: %s; deleting it", pod.metadata.name, self._stall_detail)
                 try:
@@ -645,9 +648,12 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         except Exception:
             events = []
         try:
-            self._last_log_lines = self._log_tail(pod, lines=20)
+            tail = self._log_tail(pod, lines=20)
         except Exception:
-            self._last_log_lines = []
+            tail = []
+        # A pod the stall watchdog deleted has no log left to read: keep what the watchdog saw last.
+        if tail or not self._stall_detail:
+            self._last_log_lines = tail
         diagnosis = diagnose(remote, events, container=self.base_container_name)
         if self._stall_detail:
             diagnosis = Diagnosis(

@@ -209,8 +209,11 @@ def test_stalled_pod_is_deleted_and_fails_retryably(k8s_api: K8sApi, run_dag: Ca
     assert isinstance(error, AirflowException)
     assert not isinstance(error, AirflowFailException)
     assert "stalled" in str(error)
-    assert "last step 3" in str(error)
+    assert "last step 3" in str(error) and "the watchdog deleted the pod" in str(error)
     assert any(r.method == "DELETE" for r in k8s_api.requests)
+    # The log the watchdog read before deleting the pod, not "the container may never have started".
+    assert "may never have started" not in str(error)
+    assert 'TRAINING_GUARD_HEARTBEAT {"step":3' in str(error)
 
 
 def test_unpinned_templated_image_is_refused_when_rendered(
