@@ -57,7 +57,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_training_guard.triggers.completeness"],
+                "python-modules": [
+                    "airflow_training_guard.triggers.completeness",
+                    "airflow_training_guard.triggers.training_pod",
+                ],
             }
         ],
         "hooks": [

@@ -26,9 +26,10 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from kubernetes.client import models as k8s
 
@@ -57,11 +58,18 @@ from airflow_training_guard.policies.gpus import (
 )
 from airflow_training_guard.policies.images import ImageReference, require_pinned
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
+from airflow_training_guard.policies.stall import StallWatch
 from airflow_training_guard.runtime import contract
 from airflow_training_guard.runtime.heartbeat import last_heartbeat_in
+from airflow_training_guard.triggers.training_pod import (
+    STALL_EVENT_KEY,
+    STALL_SETTINGS_KEY,
+    GuardedPodTrigger,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.triggers.base import BaseTrigger
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 ANNOTATION_PREFIX = "training-guard.io/"
@@ -119,7 +127,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     :param deadline: explicit hard deadline, >= expected_runtime * (1 + buffer).
     :param startup_timeout: time for the pod to be scheduled and start (image pull included).
     :param stall_after: no heartbeat progress in the log for this long deletes the pod
-        (retryable). Sync mode only; in deferrable mode the hard deadline still applies.
+        (retryable). In deferrable mode the triggerer watches (``GuardedPodTrigger``).
     :param heartbeat_log_interval: how often the program prints heartbeat marker lines.
     :param allow_unpinned_image: development only: accept a tag, with a loud warning. Refused when
         ``[training_guard] forbid_unpinned_images = True``.
@@ -382,14 +390,55 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         if self.gpus:
             self._check_gpu_capacity()
         self._log_effective_configuration()
+        if self.deferrable and self.timeout_policy.stall_after is not None:
+            # The triggerer runs the same watchdog (GuardedPodTrigger) while the worker slot is free.
+            self.trigger_kwargs = {
+                **(self.trigger_kwargs or {}),
+                STALL_SETTINGS_KEY: {
+                    "stall_after": self.timeout_policy.stall_after.total_seconds(),
+                    "startup_grace": self.timeout_policy.startup_timeout.total_seconds(),
+                    "poll": self.heartbeat_log_interval.total_seconds(),
+                },
+            }
         result = super().execute(context)
         if not self.deferrable:  # deferrable runs finish in trigger_reentry
             return self._finish(context, result)
         return result
 
+    def defer(
+        self,
+        *,
+        trigger: BaseTrigger,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | int | float | None = None,
+    ) -> NoReturn:
+        """KPO's deferral, with its KubernetesPodTrigger replaced by the stall-watching GuardedPodTrigger."""
+        if type(trigger) is KubernetesPodTrigger:
+            _, trigger_args = trigger.serialize()
+            trigger = GuardedPodTrigger(**trigger_args)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        if event.get(STALL_EVENT_KEY):
+            self._fail_stalled(event)
         result = super().trigger_reentry(context, event)
         return self._finish(context, result)
+
+    def _fail_stalled(self, event: dict[str, Any]) -> NoReturn:
+        """The triggerer saw the heartbeat stop: diagnose, delete the pod, fail retryably (as in sync mode).
+
+        KPO's own re-entry would follow the log of the still-running pod until it ends, i.e. hang.
+        """
+        pod = self.hook.get_pod(event["name"], event["namespace"])
+        self._stall_detail = f"{event[STALL_EVENT_KEY]}; the watchdog deleted the pod"
+        diagnosis = self._diagnose(pod)
+        self.log.error("pod %s is stalled: %s; deleting it", pod.metadata.name, self._stall_detail)
+        try:
+            self.client.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
+        except Exception as err:
+            self.log.warning("could not delete stalled pod %s: %s", pod.metadata.name, err)
+        raise self._exception_for(diagnosis, pod)
 
     def _finish(self, context: Context, result: Any) -> Any:
         manifest = self._push_manifest(context)
@@ -579,13 +628,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             response.release_conn()
 
     def _watch_heartbeat(self, pod: k8s.V1Pod, stop: threading.Event) -> None:
-        policy = self.timeout_policy
-        assert policy.stall_after is not None
-        stall_after = policy.stall_after.total_seconds()
-        poll = policy.poll_interval.total_seconds()
-        started = last_progress = time.monotonic()
-        last_step: int | None = None
-        while not stop.wait(poll):
+        watch = self._stall_watch()
+        while not stop.wait(self.timeout_policy.poll_interval.total_seconds()):
             try:
                 tail = self._log_tail(pod, lines=200)
             except Exception as err:  # a transient API error must not kill the job
@@ -594,25 +638,24 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             if tail:  # the pod is deleted below; its log cannot be read after that
                 self._last_log_lines = tail[-20:]
             record = last_heartbeat_in(tail)
-            now = time.monotonic()
-            if record is not None and record.step != last_step:
-                last_step, last_progress = record.step, now
-                continue
-            waited = now - (last_progress if last_step is not None else started)
-            limit = (
-                stall_after if last_step is not None else policy.startup_timeout.total_seconds() + stall_after
-            )
-            if waited >= limit:
-                self._stall_detail = (
-                    f"no heartbeat progress for {waited:.0f}s (stall_after {format_duration(policy.stall_after)}); "
-                    f"last step {last_step if last_step is not None else 'none'}; the watchdog deleted the pod"
-                )
+            detail = watch.observe(record.step if record else None, time.monotonic())
+            if detail is not None:
+                self._stall_detail = f"{detail}; the watchdog deleted the pod"
                 self.log.error("pod %s is stalled: %s; deleting it", pod.metadata.name, self._stall_detail)
                 try:
                     self.client.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
                 except Exception as err:
                     self.log.warning("could not delete stalled pod %s: %s", pod.metadata.name, err)
                 return
+
+    def _stall_watch(self) -> StallWatch:
+        policy = self.timeout_policy
+        assert policy.stall_after is not None
+        return StallWatch(
+            stall_after=policy.stall_after.total_seconds(),
+            startup_grace=policy.startup_timeout.total_seconds(),
+            started=time.monotonic(),
+        )
 
     # -- failure diagnosis -------------------------------------------------------------------------------
 

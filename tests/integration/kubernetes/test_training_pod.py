@@ -216,6 +216,31 @@ def test_stalled_pod_is_deleted_and_fails_retryably(k8s_api: K8sApi, run_dag: Ca
     assert 'TRAINING_GUARD_HEARTBEAT {"step":3' in str(error)
 
 
+def test_deferred_stalled_pod_is_caught_by_the_triggerer_deleted_and_fails_retryably(
+    k8s_api: K8sApi, run_dag: Callable[..., Any]
+) -> None:
+    """Deferrable mode frees the worker slot; the triggerer must still notice the hung job."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    stuck_log = "\n".join(format_heartbeat_line(step) for step in (1, 2, 3)) + "\n"
+    k8s_api.auto_complete("train-", outcome="never", logs=stuck_log)
+    dag, failures = _dag(
+        "tg_pod_stall_deferred",
+        k8s_api,
+        stall_after="2s",
+        heartbeat_log_interval="0.5s",
+        deferrable=True,
+        poll_interval=0.2,
+    )
+    assert run_dag(dag) == {"train": "failed"}
+    [error] = failures
+    assert isinstance(error, AirflowException) and not isinstance(error, AirflowFailException)
+    assert "stalled: no heartbeat progress for" in str(error) and "last step 3" in str(error)
+    assert "the watchdog deleted the pod" in str(error)
+    assert 'TRAINING_GUARD_HEARTBEAT {"step":3' in str(error), "the log tail read before the delete"
+    assert any(r.method == "DELETE" for r in k8s_api.requests)
+
+
 def test_unpinned_templated_image_is_refused_when_rendered(
     k8s_api: K8sApi, run_dag: Callable[..., Any]
 ) -> None:
