@@ -5,10 +5,13 @@ own SQLite metadata database, LocalExecutor, the repository's ``dags/`` folder, 
 manager in all-admins mode (no login in the browser, no token for the REST API: the auth manager's
 middleware adds an admin token to every request) and a free port on 127.0.0.1.
 
-``start()`` runs ``airflow db migrate`` and then the four long-running processes a real deployment
-has (``api-server``, ``scheduler``, ``dag-processor``, ``triggerer``), each in its own process group
-with its output in ``<home>/logs/<name>.log``. ``stop()`` sends SIGTERM to every group, waits, then
-SIGKILLs what is left, so no task runner or uvicorn worker outlives the tests.
+``start()`` runs ``airflow db migrate``, optionally creates the training pools (``pools="import"``:
+``airflow pools import deploy/pools.json``, what docker-compose's ``airflow-init`` runs;
+``pools="sync"``: ``airflow training-guard pools sync``), and then starts the four long-running
+processes a real deployment has (``api-server``, ``scheduler``, ``dag-processor``, ``triggerer``),
+each in its own process group with its output in ``<home>/logs/<name>.log``. ``stop()`` sends
+SIGTERM to every group, waits, then SIGKILLs what is left, so no task runner or uvicorn worker
+outlives the tests.
 
 The module has no pytest dependency so it can also be used by hand::
 
@@ -27,12 +30,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "dags"
+#: The pools a deployment creates once (docker-compose's airflow-init imports this file).
+POOLS_FILE = REPO_ROOT / "deploy" / "pools.json"
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
@@ -130,31 +135,36 @@ class AirflowStack:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, *, timeout: float = 150, wait_for_dags: tuple[str, ...] = ()) -> None:
-        """Migrate the database, start the processes and wait until they are healthy.
+    def start(
+        self,
+        *,
+        timeout: float = 150,
+        wait_for_dags: tuple[str, ...] = (),
+        pools: Literal["import", "sync"] | None = None,
+    ) -> None:
+        """Migrate the database, create the pools if asked, start the processes, wait until healthy.
 
         :param timeout: seconds for the whole start, ``db migrate`` included.
         :param wait_for_dags: DAG ids that must be parsed and served by the REST API before returning.
+        :param pools: create the pools of ``deploy/pools.json`` (``training_backfill``, ``training_sla``)
+            after ``db migrate``, as a deployment's init step does: ``"import"`` runs
+            ``airflow pools import deploy/pools.json`` (docker-compose's ``airflow-init``), ``"sync"``
+            runs the provider's ``airflow training-guard pools sync``. None: no pools (a task in a
+            missing pool is never scheduled).
         """
         deadline = time.monotonic() + timeout
         started = time.monotonic()
         for path in (self.data_root, self.checkpoint_root, self.output_root):
             path.mkdir(parents=True, exist_ok=True)
-        migrate_log = self.log_dir / "db-migrate.log"
-        with migrate_log.open("wb") as out:
-            result = subprocess.run(
-                [AIRFLOW_BIN, "db", "migrate"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=max(deadline - time.monotonic(), 1),
-                check=False,
-            )
-        if result.returncode != 0:
-            raise AirflowStackError(
-                f"airflow db migrate exited {result.returncode}\n{self._tail(migrate_log)}"
-            )
+        self._run_cli("db-migrate", ["db", "migrate"], deadline)
         self.timings["db_migrate"] = time.monotonic() - started
+        if pools is not None:
+            command = {
+                "import": ["pools", "import", str(POOLS_FILE)],
+                "sync": ["training-guard", "pools", "sync"],
+            }[pools]
+            self._run_cli(f"pools-{pools}", command, deadline)
+            self.timings["pools"] = time.monotonic() - started
         for name in PROCESSES:
             self._spawn(name)
         try:
@@ -166,6 +176,21 @@ class AirflowStack:
         except BaseException:
             self.stop()
             raise
+
+    def _run_cli(self, log_name: str, args: list[str], deadline: float) -> None:
+        """Run one ``airflow`` command to completion (output in ``<home>/logs/<log_name>.log``)."""
+        log = self.log_dir / f"{log_name}.log"
+        with log.open("wb") as out:
+            result = subprocess.run(
+                [AIRFLOW_BIN, *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=max(deadline - time.monotonic(), 1),
+                check=False,
+            )
+        if result.returncode != 0:
+            raise AirflowStackError(f"airflow {' '.join(args)} exited {result.returncode}\n{self._tail(log)}")
 
     def _spawn(self, name: str) -> None:
         args = [AIRFLOW_BIN, name]
@@ -331,7 +356,7 @@ def main() -> None:
     import tempfile
 
     stack = AirflowStack(Path(tempfile.mkdtemp(prefix="training-guard-e2e-")))
-    stack.start(wait_for_dags=("daily_retraining",))
+    stack.start(wait_for_dags=("daily_retraining",), pools="import")
     print(f"Airflow UI: {stack.base_url}  (AIRFLOW_HOME={stack.home}); Ctrl-C stops it", flush=True)
     try:
         while True:

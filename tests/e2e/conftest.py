@@ -63,13 +63,16 @@ def _wait_past_the_daily_fire_time() -> None:
 def airflow_stack() -> Iterator[AirflowStack]:
     """A running Airflow (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1.
 
-    ``daily_retraining`` is parsed and served by the REST API when the fixture returns. Set
+    The pools ``training_sla`` and ``training_backfill`` exist (``airflow pools import
+    deploy/pools.json`` after ``db migrate``, as docker-compose's ``airflow-init`` does): a task in a
+    missing pool is never scheduled. ``daily_retraining`` is parsed and served by the REST API when
+    the fixture returns; a test using another DAG waits for it with ``stack.wait_for_dag``. Set
     ``TRAINING_GUARD_E2E_KEEP=1`` to keep the temporary home (logs, data, database) afterwards.
     """
     _wait_past_the_daily_fire_time()
     home = Path(tempfile.mkdtemp(prefix="training-guard-e2e-"))
     stack = AirflowStack(home)
-    stack.start(wait_for_dags=("daily_retraining",))
+    stack.start(wait_for_dags=("daily_retraining",), pools="import")
     print(f"\nAirflow e2e stack up at {stack.base_url} (AIRFLOW_HOME={home}): {stack.timings}")
     try:
         yield stack

@@ -2,10 +2,10 @@
 
 A private stack (``tests/e2e/airflow_stack.py``; not the session fixture, which runs without the policy)
 with ``AIRFLOW__TRAINING_GUARD__BACKFILL_POLICY_ENABLED=True``, the pools created by
-``airflow training-guard pools sync`` and one plain DAG whose only task declares
-``pool="training_sla"`` (priority 100). A native backfill (``POST /api/v2/backfills``) of it must end
-with its task instances in ``training_backfill`` at priority_weight 1; a manual run of the same DAG
-keeps ``training_sla`` and 100. Everything is asserted through the REST API.
+``airflow training-guard pools sync`` (``AirflowStack.start(pools="sync")``) and one plain DAG whose
+only task declares ``pool="training_sla"`` (priority 100). A native backfill
+(``POST /api/v2/backfills``) of it must end with its task instances in ``training_backfill`` at
+priority_weight 1; a manual run of the same DAG keeps ``training_sla`` and 100. Everything is asserted through the REST API.
 
 Registration: the package's ``airflow.policy`` entry point AND ``$AIRFLOW_HOME/config/airflow_local_settings.py``
 (docs/backfills.md gives both). Airflow 3.3.2 calls ``task_instance_mutation_hook`` while *creating*
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import textwrap
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.airflow_stack import AIRFLOW_BIN, AirflowStack
+from tests.e2e.airflow_stack import AirflowStack
 
 pytestmark = pytest.mark.e2e
 
@@ -80,17 +79,9 @@ def _start_stack(local_settings: bool) -> AirflowStack:
     if local_settings:
         (stack.home / "config").mkdir(exist_ok=True)
         (stack.home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
-    stack.start(wait_for_dags=(DAG_ID,))
+    # The provider's own CLI creates the pools (after db migrate, before the processes start).
+    stack.start(wait_for_dags=(DAG_ID,), pools="sync")
     try:
-        sync = subprocess.run(
-            [AIRFLOW_BIN, "training-guard", "pools", "sync"],
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert sync.returncode == 0, f"pools sync failed:\n{sync.stdout}\n{sync.stderr}"
         stack.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     except BaseException:
         stack.stop()
