@@ -21,6 +21,7 @@ The module has no pytest dependency so it can also be used by hand::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -127,6 +128,12 @@ class AirflowStack:
                 "TRAINING_GUARD_CHECKPOINT_ROOT": str(self.checkpoint_root),
                 "TRAINING_GUARD_OUTPUT_ROOT": str(self.output_root),
                 "TRAINING_GUARD_REGISTRY_URL": self.registry_url,
+                # Tasks cannot read pools from the database in Airflow 3: pre-flight asks this API server.
+                # All-admins mode needs no login; a real deployment gives the connection a user.
+                "AIRFLOW_CONN_AIRFLOW_API": json.dumps(
+                    {"conn_type": "http", "host": "127.0.0.1", "port": self.port}
+                ),
+                "TRAINING_GUARD_AIRFLOW_API_CONN_ID": "airflow_api",
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -32,6 +32,14 @@ def _xcom(stack: AirflowStack, run_id: str, task_id: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _task_log(stack: AirflowStack, run_id: str, task_id: str) -> str:
+    body = stack.api("GET", f"/dags/{DAILY_DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1")
+    content = body["content"]
+    return "\n".join(
+        str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content
+    )
+
+
 def test_unpausing_creates_the_latest_scheduled_run_the_test_prepared_data_for(
     daily_retraining_run: ScheduledRun,
 ) -> None:
@@ -62,6 +70,10 @@ def test_scheduler_runs_daily_retraining_on_its_schedule_and_it_succeeds(
     completeness = _xcom(stack, run_id, "wait_for_partitions")
     assert completeness["present_count"] == completeness["expected_count"] == 24
 
+    # Pre-flight asked the real API server for the pool (tasks have no database access in Airflow 3).
+    preflight_log = _task_log(stack, run_id, "preflight")
+    assert "PASSED pool training_sla: pool 'training_sla' exists" in preflight_log, preflight_log[-3000:]
+    assert f"PASSED data {stack.data_root}/date={partition_key}: 48 files" in preflight_log
     pins = _xcom(stack, run_id, "preflight")
     day_data = str(stack.data_root / f"date={partition_key}")
     assert list(pins["datasets"]) == [day_data], pins
