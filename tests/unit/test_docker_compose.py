@@ -295,6 +295,19 @@ def test_api_server_port_is_published_and_matches_the_execution_api_url() -> Non
     assert url.port == 8080 and url.path == "/execution/"
 
 
+def test_preflight_api_connection_points_at_the_api_server_service() -> None:
+    """daily_retraining's pre-flight reads pools over REST (Airflow 3 tasks have no database access)."""
+    from airflow.sdk import Connection
+
+    services = _services()
+    env = _environment(services["airflow-scheduler"])
+    conn_id = env["TRAINING_GUARD_AIRFLOW_API_CONN_ID"]
+    raw = env[f"AIRFLOW_CONN_{conn_id.upper()}"]
+    conn = Connection.from_json(raw, conn_id=conn_id)
+    assert conn.host == "airflow-apiserver" and conn.host in services
+    assert conn.port == 8080
+
+
 def test_each_airflow_service_runs_its_airflow_3_command() -> None:
     services = _services()
     assert services["airflow-scheduler"]["command"] == "scheduler"
