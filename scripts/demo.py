@@ -28,6 +28,8 @@ def demo_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
+            # `airflow standalone` starts its components as `airflow ...` found on PATH: this venv's.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -102,11 +104,22 @@ def main() -> None:
     step("creating the pools training_sla and training_backfill")
     airflow(env, "training-guard", "pools", "sync", log=home / "pools-sync.log")
 
+    import pendulum
+
+    sys.path.insert(0, str(REPO / "examples" / "training"))
+    from sample_data import write_day
+
     if args.ui:
+        # Unpausing daily_retraining in the UI makes the scheduler run the latest 02:00 UTC at once
+        # (catchup=False): give that run its 24 hours, so the sensor finds them at its first poke.
+        now = pendulum.now("UTC")
+        latest = now.start_of("day").add(hours=2)
+        latest = latest if now >= latest else latest.subtract(days=1)
+        day = latest.subtract(days=1).to_date_string()
+        step(f"writing 24 sample hourly partitions for {day} (the run of {latest.to_iso8601_string()})")
+        write_day(Path(env["TRAINING_GUARD_DATA_ROOT"]), day, rows_per_hour=200)
         step("starting `airflow standalone` (UI on http://localhost:8080; Ctrl-C to stop)")
         os.execvpe(str(Path(sys.executable).with_name("airflow")), ["airflow", "standalone"], env)
-
-    import pendulum
 
     logical_date = pendulum.now("UTC").start_of("day").add(hours=2)
     partition_date = logical_date.subtract(days=1).to_date_string()
@@ -118,9 +131,6 @@ def main() -> None:
     (guard / "registry.db").unlink(missing_ok=True)
 
     step(f"writing 24 sample hourly partitions for {partition_date}")
-    sys.path.insert(0, str(REPO / "examples" / "training"))
-    from sample_data import write_day
-
     write_day(Path(env["TRAINING_GUARD_DATA_ROOT"]), partition_date, rows_per_hour=200)
 
     step(f"running DAG {DAG_ID} for {logical_date.to_iso8601_string()} (partition_key={partition_date})")
