@@ -126,3 +126,17 @@ def test_every_kubernetes_pod_operator_parameter_still_works() -> None:
     assert op.namespace == "ml"
     assert op.arguments == ["train.py"]
     assert op.node_selector == {"pool": "a100"}
+
+
+def test_worker_output_dir_without_the_containers_output_dir_is_rejected() -> None:
+    with pytest.raises(
+        GuardConfigError, match=r"worker_output_dir='/mnt/models' needs output_dir .*e\.g\. output_dir="
+    ):
+        make(worker_output_dir="/mnt/models")
+
+
+def test_worker_output_dir_with_do_xcom_push_is_rejected_naming_both() -> None:
+    with pytest.raises(
+        GuardConfigError, match=r"worker_output_dir and do_xcom_push=True both set the task's return"
+    ):
+        make(output_dir="/models", worker_output_dir="/mnt/models", do_xcom_push=True)
