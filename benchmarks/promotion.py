@@ -20,11 +20,12 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "integration" / "promotion"))
 from contention import check_single_chain, make_candidates, make_registry, run_contention  # noqa: E402
-from hub_server import HubServer  # noqa: E402
 
 from airflow_training_guard.promotion.sql import SqlModelRegistry  # noqa: E402
+from tests.integration.hub.hub_server import LocalHub  # noqa: E402
 
 
 def _percentile(values: list[int], q: float) -> float:
@@ -128,16 +129,16 @@ def main() -> None:
             finally:
                 with psycopg.connect(args.postgres_url, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        with HubServer() as server:
+        with LocalHub(token="hf_test") as hub:
             for mode in modes:
                 repo = f"org/ranker-{mode}"
-                server.hub.create_repo(repo)
-                spec = {"kind": "hub", "endpoint": server.url, "cache_dir": str(root / f"hf-{mode}")}
+                hub.add(repo, files={".gitattributes": b""})
+                spec = {"kind": "hub", "endpoint": hub.url, "cache_dir": str(root / f"hf-{mode}")}
                 row = _measure(spec, repo, args.n, mode, root / f"hub-{mode}")
                 report["backends"].setdefault("huggingface_hub", []).append(row)
             report["hub_server"] = {
-                "commits_accepted": server.hub.commits_accepted,
-                "commits_refused_412": server.hub.commits_refused,
+                "commits_accepted": hub.commits_accepted,
+                "commits_refused_412": hub.commits_refused,
             }
     print(json.dumps(report, indent=2))
 
