@@ -88,14 +88,24 @@ class HubModelRegistry:
         return info.sha
 
     def _file_at(self, repo_id: str, path: str, sha: str) -> bytes | None:
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+        """The file's bytes at ``sha``; ``None`` only when the Hub answered that it does not exist.
+
+        A download that failed (Hub erroring or unreachable) raises ``LocalEntryNotFoundError``,
+        which huggingface_hub derives from ``EntryNotFoundError``: read as "no file", it would make
+        a live production pointer look absent, and the next promotion would replace it and its
+        history. Only the server's own 404 (``RemoteEntryNotFoundError``) means "no file".
+        """
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RemoteEntryNotFoundError
 
         try:
             local = self.api.hf_hub_download(repo_id, path, revision=sha, cache_dir=self.cache_dir)
-        except EntryNotFoundError:
+        except RemoteEntryNotFoundError:
             return None
-        except HfHubHTTPError as err:
-            raise RegistryError(f"cannot download {path!r} of {repo_id!r} at {sha}: {err}") from err
+        except (EntryNotFoundError, HfHubHTTPError) as err:
+            raise RegistryError(
+                f"cannot download {path!r} of {repo_id!r} at {sha}: {err}; the Hub did not say the file is "
+                "missing, so the registry is not read as empty: retry when the Hub answers"
+            ) from err
         return Path(local).read_bytes()
 
     def read(self, model_name: str) -> Observed:
