@@ -114,6 +114,10 @@ class AirflowStack:
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__WORKERS": "1",
+                # The scheduler's and the triggerer's log servers default to fixed ports (8793, 8794):
+                # free ones, so two stacks on one machine do not collide.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 # Every process must sign and check tokens with the same secret; without one set,
                 # a process that starts before airflow.cfg exists would generate its own.
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
