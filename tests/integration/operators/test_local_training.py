@@ -36,6 +36,31 @@ def _dag(dag_id: str, **operator_kwargs):
     return dag
 
 
+def _training_dag(
+    dag_id: str,
+    roots: dict[str, Path],
+    *,
+    steps: int,
+    script: Path = TRAIN,
+    data_dir: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    **overrides,
+):
+    """The example program on the test's partitions, with the settings most tests share."""
+    data = str(data_dir or roots["data"])
+    command = [sys.executable, str(script), "--data-dir", data, "--steps", str(steps), *extra_args]
+    params = {
+        "command": command,
+        "partition_key": DATE,
+        "expected_runtime": "2m",
+        "poll_interval": "0.2s",
+        "checkpoint_root": str(roots["checkpoints"]),
+        "output_dir": str(roots["models"]),
+        **overrides,
+    }
+    return _dag(dag_id, **params)
+
+
 def _xcom(dag_id: str) -> dict:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -53,16 +78,7 @@ def _xcom(dag_id: str) -> dict:
 
 
 def test_example_program_trains_checkpoints_and_writes_a_model(run_dag, roots) -> None:
-    dag = _dag(
-        "tg_local_happy",
-        command=[sys.executable, str(TRAIN), "--data-dir", str(roots["data"]), "--steps", "60"],
-        partition_key=DATE,
-        expected_runtime="2m",
-        poll_interval="0.2s",
-        checkpoint_root=str(roots["checkpoints"]),
-        output_dir=str(roots["models"]),
-        checkpoint_every_steps=20,
-    )
+    dag = _training_dag("tg_local_happy", roots, steps=60, checkpoint_every_steps=20)
     assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
     result = _xcom("tg_local_happy")
     assert result["partition_key"] == DATE
@@ -79,14 +95,10 @@ def test_example_program_trains_checkpoints_and_writes_a_model(run_dag, roots) -
 def test_preflight_pins_reach_the_program_and_the_manifest(run_dag, roots, capfd) -> None:
     """A branch moved between pre-flight and training; the run must use the SHA resolved first."""
     sha = "0123456789abcdef0123456789abcdef01234567"
-    dag = _dag(
+    dag = _training_dag(
         "tg_local_pins",
-        command=[sys.executable, str(TRAIN), "--data-dir", str(roots["data"]), "--steps", "10"],
-        partition_key=DATE,
-        expected_runtime="2m",
-        poll_interval="0.2s",
-        checkpoint_root=str(roots["checkpoints"]),
-        output_dir=str(roots["models"]),
+        roots,
+        steps=10,
         smoke_run_steps=0,
         # As Jinja renders an XCom dict pulled from PreflightOperator: a string.
         pins=str({"image_digest": None, "datasets": {"org/events": sha}, "models": {}}),
@@ -102,16 +114,7 @@ def test_successful_run_writes_a_complete_manifest_next_to_the_model(run_dag, ro
     """Incident reviews could not tell which code, environment and checkpoints produced a model."""
     from airflow_training_guard.manifest import RunManifest
 
-    dag = _dag(
-        "tg_local_manifest",
-        command=[sys.executable, str(TRAIN), "--data-dir", str(roots["data"]), "--steps", "20"],
-        partition_key=DATE,
-        expected_runtime="2m",
-        poll_interval="0.2s",
-        checkpoint_root=str(roots["checkpoints"]),
-        output_dir=str(roots["models"]),
-        checkpoint_every_steps=10,
-    )
+    dag = _training_dag("tg_local_manifest", roots, steps=20, checkpoint_every_steps=10)
     assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
     result = _xcom("tg_local_manifest")
     manifest = RunManifest.read(result["manifest_path"])
@@ -151,23 +154,12 @@ def test_retry_after_preemption_resumes_from_the_saved_checkpoint(run_dag, roots
             """
         )
     )
-    dag = _dag(
+    dag = _training_dag(
         "tg_local_preempt",
-        command=[
-            sys.executable,
-            str(wrapper),
-            "--data-dir",
-            str(roots["data"]),
-            "--steps",
-            "80",
-            "--step-seconds",
-            "0.01",
-        ],
-        partition_key=DATE,
-        expected_runtime="2m",
-        poll_interval="0.2s",
-        checkpoint_root=str(roots["checkpoints"]),
-        output_dir=str(roots["models"]),
+        roots,
+        steps=80,
+        script=wrapper,
+        extra_args=("--step-seconds", "0.01"),
         checkpoint_every_steps=10,
         smoke_run_steps=0,
         retries=1,
@@ -184,17 +176,8 @@ def test_retry_after_preemption_resumes_from_the_saved_checkpoint(run_dag, roots
 
 
 def test_smoke_run_failure_stops_the_job_before_the_full_run(run_dag, roots, tmp_path: Path) -> None:
-    dag = _dag(
-        "tg_local_smoke_fail",
-        # Data for a date that has no partitions: the program exits 78 (bad input) in the smoke run.
-        command=[sys.executable, str(TRAIN), "--data-dir", str(tmp_path / "empty"), "--steps", "50"],
-        partition_key=DATE,
-        expected_runtime="2m",
-        poll_interval="0.2s",
-        checkpoint_root=str(roots["checkpoints"]),
-        output_dir=str(roots["models"]),
-        retries=2,
-    )
+    # Data for a date that has no partitions: the program exits 78 (bad input) in the smoke run.
+    dag = _training_dag("tg_local_smoke_fail", roots, steps=50, data_dir=tmp_path / "empty", retries=2)
     assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "failed"}
     assert not (roots["models"] / "metrics.json").exists()
 
