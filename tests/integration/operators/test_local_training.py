@@ -16,6 +16,8 @@ TRAIN = REPO / "examples" / "training" / "train.py"
 sys.path.insert(0, str(REPO / "examples" / "training"))
 from sample_data import write_day  # noqa: E402
 
+from tests.helpers import xcom_value  # noqa: E402
+
 DATE = "2026-11-01"
 
 
@@ -61,26 +63,10 @@ def _training_dag(
     return _dag(dag_id, **params)
 
 
-def _xcom(dag_id: str) -> dict:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(XComModel.dag_id == dag_id, XComModel.task_id == "train", XComModel.key == "return_value")
-            .order_by(XComModel.timestamp.desc())
-            .first()
-        )
-        assert row is not None, f"no XCom from {dag_id}.train"
-        value = row.value
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def test_example_program_trains_checkpoints_and_writes_a_model(run_dag, roots) -> None:
     dag = _training_dag("tg_local_happy", roots, steps=60, checkpoint_every_steps=20)
     assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
-    result = _xcom("tg_local_happy")
+    result = xcom_value("tg_local_happy", "train")
     assert result["partition_key"] == DATE
     assert result["final_step"] == 60
     assert result["resumed_from_step"] == 0
@@ -106,7 +92,7 @@ def test_preflight_pins_reach_the_program_and_the_manifest(run_dag, roots, capfd
     assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
     out, err = capfd.readouterr()
     assert f"pinned dataset org/events@{sha}" in out + err
-    result = _xcom("tg_local_pins")
+    result = xcom_value("tg_local_pins", "train")
     assert result["manifest"]["datasets"] == {"org/events": sha}
 
 
@@ -116,7 +102,7 @@ def test_successful_run_writes_a_complete_manifest_next_to_the_model(run_dag, ro
 
     dag = _training_dag("tg_local_manifest", roots, steps=20, checkpoint_every_steps=10)
     assert run_dag(dag, logical_date=pendulum.datetime(2026, 11, 2, tz="UTC")) == {"train": "success"}
-    result = _xcom("tg_local_manifest")
+    result = xcom_value("tg_local_manifest", "train")
     manifest = RunManifest.read(result["manifest_path"])
     assert manifest.is_complete, manifest.missing_fields()
     assert manifest.partition_key == DATE
@@ -170,7 +156,7 @@ def test_retry_after_preemption_resumes_from_the_saved_checkpoint(run_dag, roots
     first, second = attempts[0].split(), attempts[1].split()
     assert first == ["1", "0"]
     assert second[0] == "2" and int(second[1]) >= 30, attempts
-    result = _xcom("tg_local_preempt")
+    result = xcom_value("tg_local_preempt", "train")
     assert result["resumed_from_step"] >= 30
     assert result["final_step"] == 80
 

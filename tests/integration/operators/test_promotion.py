@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pendulum
@@ -11,6 +10,7 @@ import pytest
 
 from airflow_training_guard.manifest import RunManifest
 from airflow_training_guard.promotion.sql import SqlModelRegistry
+from tests.helpers import xcom_value
 
 
 def _manifest(directory: Path, *, run_id: str, ndcg: float, complete: bool = True) -> Path:
@@ -34,22 +34,6 @@ def _manifest(directory: Path, *, run_id: str, ndcg: float, complete: bool = Tru
         created_at="2026-11-01T03:00:00+00:00",
     )
     return manifest.write(directory)
-
-
-def _xcom(dag_id: str, task_id: str) -> dict:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(XComModel.dag_id == dag_id, XComModel.task_id == task_id, XComModel.key == "return_value")
-            .order_by(XComModel.timestamp.desc())
-            .first()
-        )
-        assert row is not None, f"no XCom from {dag_id}.{task_id}"
-        value = row.value
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _dag(dag_id: str, registry: str, manifest_dir: Path, **kwargs):
@@ -79,21 +63,21 @@ def test_promote_then_reject_worse_then_rollback(run_dag, registry_url: str, tmp
     good = tmp_path / "run-1"
     _manifest(good, run_id="run-1", ndcg=0.80)
     assert run_dag(_dag("tg_promote_first", registry_url, good)) == {"promote": "success"}
-    first = _xcom("tg_promote_first", "promote")
+    first = xcom_value("tg_promote_first", "promote")
     assert first["outcome"] == "promoted" and first["current"]["version"] == 1
     assert first["current"]["promoted_by"].startswith("tg_promote_first.promote")
 
     better = tmp_path / "run-2"
     _manifest(better, run_id="run-2", ndcg=0.85)
     assert run_dag(_dag("tg_promote_better", registry_url, better)) == {"promote": "success"}
-    second = _xcom("tg_promote_better", "promote")
+    second = xcom_value("tg_promote_better", "promote")
     assert second["outcome"] == "promoted"
     assert second["previous"]["version"] == 1 and second["current"]["version"] == 2
 
     worse = tmp_path / "run-3"
     _manifest(worse, run_id="run-3", ndcg=0.70)
     assert run_dag(_dag("tg_promote_worse", registry_url, worse)) == {"promote": "success"}
-    rejected = _xcom("tg_promote_worse", "promote")
+    rejected = xcom_value("tg_promote_worse", "promote")
     assert rejected["outcome"] == "rejected"
     assert "does not beat production 0.85" in rejected["reason"]
 
@@ -106,7 +90,7 @@ def test_promote_then_reject_worse_then_rollback(run_dag, registry_url: str, tmp
             task_id="rollback", model_name="ranker", registry=registry_url, to_version=1, reason="bad canary"
         )
     assert run_dag(dag) == {"rollback": "success"}
-    rolled = _xcom("tg_rollback", "rollback")
+    rolled = xcom_value("tg_rollback", "rollback")
     assert rolled["current"]["version"] == 3 and rolled["current"]["rolled_back_to"] == 1
 
     history = SqlModelRegistry(registry_url).history("ranker")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import textwrap
 import threading
@@ -27,6 +26,7 @@ from airflow_training_guard.partitions import (  # noqa: E402
     Product,
     SqlSource,
 )
+from tests.helpers import xcom_value  # noqa: E402
 
 DAY = "2026-11-01"
 CONN_ID = "tg_partitions_db"
@@ -50,22 +50,6 @@ def _dag(dag_id: str, **sensor_kwargs: Any):
     return dag
 
 
-def _xcom(dag_id: str, task_id: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(XComModel.dag_id == dag_id, XComModel.task_id == task_id, XComModel.key == "return_value")
-            .order_by(XComModel.timestamp.desc())
-            .first()
-        )
-        assert row is not None, f"no XCom from {dag_id}.{task_id}"
-        value = row.value
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _daily_source(root: Path) -> ObjectStorageSource:
     # Exactly the layout of examples/training/sample_data.py and dags/daily_retraining.py.
     return ObjectStorageSource(str(root) + "/date={date}/hour={hour}")
@@ -80,11 +64,11 @@ def test_a_complete_day_lets_training_start_with_the_present_keys_in_xcom(run_da
         "tg_completeness_complete", expected=HoursOfDay(DAY), source=_daily_source(tmp_path), poke_interval=1
     )
     assert run_dag(dag) == {"wait_for_partitions": "success", "train": "success"}
-    partitions = _xcom("tg_completeness_complete", "wait_for_partitions")
+    partitions = xcom_value("tg_completeness_complete", "wait_for_partitions")
     assert partitions["present_count"] == 24
     assert partitions["present_keys"][:2] == ["2026-11-01T00:00:00", "2026-11-01T01:00:00"]
     assert partitions["counts"]["2026-11-01T23:00:00"]["files"] == 1
-    assert _xcom("tg_completeness_complete", "train") == 24
+    assert xcom_value("tg_completeness_complete", "train") == 24
 
 
 def test_eighteen_of_twenty_four_hours_blocks_training(run_dag, tmp_path: Path, capfd) -> None:
@@ -147,7 +131,8 @@ def test_the_jinja_date_of_the_daily_dag_is_rendered_from_the_run(run_dag, tmp_p
     states = run_dag(dag, logical_date=pendulum.datetime(2026, 11, 1, 2, tz="UTC"))
     assert states == {"wait_for_partitions": "success", "train": "success"}
     assert (
-        _xcom("tg_completeness_templated", "wait_for_partitions")["present_keys"][0] == "2026-10-31T00:00:00"
+        xcom_value("tg_completeness_templated", "wait_for_partitions")["present_keys"][0]
+        == "2026-10-31T00:00:00"
     )
 
 
@@ -172,7 +157,7 @@ def test_deferrable_mode_waits_in_the_trigger_until_the_day_is_complete(run_dag,
         assert run_dag(dag) == {"wait_for_partitions": "success", "train": "success"}
     finally:
         writer.join()
-    assert _xcom("tg_completeness_deferred", "wait_for_partitions")["present_count"] == 24
+    assert xcom_value("tg_completeness_deferred", "wait_for_partitions")["present_count"] == 24
 
 
 def test_deferrable_mode_fails_with_the_missing_keys_when_the_trigger_times_out(
@@ -284,7 +269,7 @@ def test_sql_source_in_a_dag_run_with_a_rendered_query(run_dag, events_db: str) 
     )
     states = run_dag(dag, logical_date=pendulum.datetime(2026, 11, 1, tz="UTC"))
     assert states == {"wait_for_partitions": "success", "train": "success"}
-    counts = _xcom("tg_completeness_sql", "wait_for_partitions")["counts"]
+    counts = xcom_value("tg_completeness_sql", "wait_for_partitions")["counts"]
     assert counts["2026-11-01T22:00:00"] == {"rows": 6}
     assert counts["2026-11-01T23:00:00"] == {"rows": 1}
 

@@ -27,21 +27,12 @@ from airflow_training_guard.partitions.sources import (
     PathTemplate,
     SqlSource,
 )
+from tests.helpers import write_hour
 
 pytestmark = pytest.mark.unit
 
 DAY = "2026-11-01"
 HOURS = HoursOfDay(DAY)
-
-
-def write_hour(root: Path, date: str, hour: int, *, data: bytes = b"x,y\n1,2\n", marker: bool = True) -> Path:
-    """One partition in the layout examples/training/sample_data.py writes."""
-    folder = root / f"date={date}" / f"hour={hour:02d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "part-0.csv").write_bytes(data)
-    if marker:
-        (folder / "_SUCCESS").touch()
-    return folder
 
 
 def hourly_source(root: Path, **kwargs: Any) -> ObjectStorageSource:

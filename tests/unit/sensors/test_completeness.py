@@ -26,6 +26,7 @@ from airflow_training_guard.partitions import (
 from airflow_training_guard.sensors import completeness as sensor_module
 from airflow_training_guard.sensors.completeness import TRIGGER_TIMEOUT_MARGIN, PartitionCompletenessSensor
 from airflow_training_guard.triggers.completeness import PartitionCompletenessTrigger
+from tests import helpers
 
 pytestmark = pytest.mark.unit
 
@@ -34,10 +35,7 @@ HOURS = HoursOfDay(DAY)
 
 
 def write_hour(root: Path, hour: int, *, data: bytes = b"a,b\n1,2\n") -> None:
-    folder = root / f"date={DAY}" / f"hour={hour:02d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "part-0.csv").write_bytes(data)
-    (folder / "_SUCCESS").touch()
+    helpers.write_hour(root, DAY, hour, data=data)
 
 
 def sensor(root: Path, **kwargs: Any) -> PartitionCompletenessSensor:

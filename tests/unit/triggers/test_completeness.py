@@ -12,6 +12,7 @@ import pytest
 
 from airflow_training_guard.partitions import CallableSource, HoursOfDay, ObjectStorageSource
 from airflow_training_guard.triggers.completeness import CLASSPATH, PartitionCompletenessTrigger
+from tests import helpers
 
 pytestmark = pytest.mark.unit
 
@@ -20,10 +21,7 @@ HOURS = HoursOfDay(DAY)
 
 
 def write_hour(root: Path, hour: int, *, data: bytes = b"a,b\n1,2\n") -> None:
-    folder = root / f"date={DAY}" / f"hour={hour:02d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "part-0.csv").write_bytes(data)
-    (folder / "_SUCCESS").touch()
+    helpers.write_hour(root, DAY, hour, data=data)
 
 
 def trigger(root: Path, **kwargs: Any) -> PartitionCompletenessTrigger:
