@@ -5,9 +5,16 @@ checkpoint, the half-written checkpoint looks like the newest one, and the retry
 on it or silently restarts from step 0. Here a checkpoint only becomes visible once it is complete:
 
 - every file is written into a temporary directory ``<dir>/.tmp-new-step-...`` and fsynced;
-- ``MANIFEST.json`` (step, sha256 of every file, metadata, time, format version) is written last;
+- ``MANIFEST.json`` (step, sha256 of every file, metadata, time, format version) is written last,
+  and begins with the sha256 of the rest of itself, so no byte a resume reads goes unverified;
 - the temporary directory is renamed to ``<dir>/step-<12 digits>`` in one ``rename(2)``, and the
   parent directory is fsynced so the rename survives a power loss.
+
+Saving a step that already exists never moves the old checkpoint away first: the new one is
+renamed into place under a new revision name (``step-<12 digits>.r<n>``), which readers prefer,
+and only then is the old one deleted. A kill -9 at any instant therefore leaves the old checkpoint,
+the new one, or both, and never neither (issue 13: with ``keep_last=1`` a kill between the two
+renames of the former move-aside-then-rename replace resumed the retry from step 0).
 
 Readers (:meth:`Checkpointer.latest`, :meth:`Checkpointer.scan`) recompute every checksum, so a
 checkpoint that was damaged later (a flipped byte, a missing file, a truncated copy) is reported
@@ -47,23 +54,33 @@ __all__ = [
     "CheckpointScan",
     "Checkpointer",
     "UnknownCheckpointFileError",
+    "encode_manifest",
 ]
 
 #: Written into every manifest so a stray ``MANIFEST.json`` from another tool is never mistaken for ours.
 CHECKPOINT_FORMAT = "airflow-training-guard-checkpoint"
-#: Bumped when the manifest layout changes incompatibly; readers refuse versions they do not know.
-CHECKPOINT_FORMAT_VERSION = 1
+#: The manifest layout this runtime writes. Version 2 added ``manifest_sha256``. Readers load
+#: versions 1 and 2 (version 1 has no manifest checksum: its files are verified, its metadata cannot
+#: be; see docs/checkpoint-contract.md) and refuse versions they do not know.
+CHECKPOINT_FORMAT_VERSION = 2
+_LEGACY_FORMAT_VERSION = 1
 
 # Only names of this exact form are checkpoints; everything else in the directory is ignored
-# (the heartbeat file, temporary directories, files a user left there).
-_STEP_DIR_RE = re.compile(r"^step-([0-9]+)$")
+# (the heartbeat file, temporary directories, files a user left there). The optional ".r<n>" is the
+# revision of a step that was saved again: the highest revision of a step is its checkpoint.
+_STEP_DIR_RE = re.compile(r"^step-([0-9]+)(?:\.r([0-9]+))?$")
 _TEMP_PREFIX = ".tmp-"
-# Temporary directories record who made them: kind (new = a save in progress, old = a checkpoint
-# moved aside while the same step is replaced, del = a checkpoint being deleted), step, writer pid,
+# Temporary directories record who made them: kind (new = a save in progress, del = a checkpoint
+# being deleted; old = a checkpoint that format version 1 runtimes moved aside while replacing the
+# same step, still recognised so such a leftover is restored), step, writer pid,
 # a random token and the writer's host name. prune() uses pid and host to tell a live writer's
 # directory from a dead one's without guessing from ages alone.
 _TEMP_RE = re.compile(r"^\.tmp-(new|old|del)-step-([0-9]+)-([0-9]+)-([0-9a-f]{8})-(.+)$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# MANIFEST.json (version 2) starts with exactly these bytes, the 64 hex digits of the sha256 of
+# everything after the checksum line, and _CHECKSUM_END.
+_CHECKSUM_START = b'{\n  "manifest_sha256": "'
+_CHECKSUM_END = b'",\n'
 
 # Temporary directories of saves that are running in this process right now, across every
 # Checkpointer instance, so a prune() in one thread never removes another thread's save.
@@ -95,10 +112,13 @@ class Checkpoint:
     """One complete checkpoint whose checksums verified when it was found.
 
     :param step: training step the checkpoint was saved at.
-    :param path: the step directory, e.g. ``<dir>/step-000000000120``.
+    :param path: the step directory, e.g. ``<dir>/step-000000000120`` (``...120.r1`` when the step
+        was saved again).
     :param files: relative file name (``/``-separated) -> sha256 hex digest, from the manifest.
     :param metadata: the JSON metadata given to :meth:`Checkpointer.save`.
     :param created_at: unix time the manifest was written.
+    :param format_version: the manifest's format version; 1 means its metadata was not verified
+        (version 1 manifests carry no checksum of their own).
     """
 
     step: int
@@ -106,6 +126,7 @@ class Checkpoint:
     files: Mapping[str, str]
     metadata: Mapping[str, Any]
     created_at: float
+    format_version: int = CHECKPOINT_FORMAT_VERSION
 
     def file(self, name: str) -> Path:
         """Path of the file ``name`` inside this checkpoint.
@@ -204,9 +225,11 @@ class Checkpointer:
     def __repr__(self) -> str:
         return f"Checkpointer({str(self.checkpoint_dir)!r}, keep_last={self.keep_last})"
 
-    def step_path(self, step: int) -> Path:
-        """The directory a checkpoint of ``step`` is saved to."""
-        return self.checkpoint_dir / f"step-{_validate_step(step):012d}"
+    def step_path(self, step: int, revision: int = 0) -> Path:
+        """The directory of ``step``'s checkpoint: ``step-<12 digits>``, then ``.r<revision>`` when
+        the step was saved again (revision 1, 2, ...)."""
+        name = f"step-{_validate_step(step):012d}"
+        return self.checkpoint_dir / (f"{name}.r{revision}" if revision else name)
 
     # --- saving --------------------------------------------------------------------------------------
 
@@ -219,7 +242,8 @@ class Checkpointer:
     ) -> Checkpoint:
         """Save a checkpoint of ``step`` atomically, then :meth:`prune` old ones.
 
-        :param step: training step, an integer >= 0. Saving a step that exists replaces it.
+        :param step: training step, an integer >= 0. Saving a step that exists replaces it: the new
+            checkpoint appears under the next revision name, then the old one is pruned.
         :param files: either ``{relative name: bytes}``, or a callable that writes the files into
             the (temporary) directory it is given, e.g. ``lambda d: torch.save(state, d / "model.pt")``.
             Names are relative and ``/``-separated; ``..``, absolute paths and ``MANIFEST.json`` at
@@ -254,7 +278,8 @@ class Checkpointer:
 
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         temp = self.checkpoint_dir / _temp_name("new", step)
-        target = self.step_path(step)
+        revisions = [revision for entry_step, revision, _ in self._step_entries() if entry_step == step]
+        target = self.step_path(step, max(revisions) + 1 if revisions else 0)
         with _claimed(temp):
             try:
                 temp.mkdir()
@@ -274,9 +299,12 @@ class Checkpointer:
                 }
                 # The manifest goes last: a step directory with a manifest is, by construction,
                 # one whose every file was fully written and fsynced before it.
-                _write_file(temp / self.MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+                _write_file(temp / self.MANIFEST, encode_manifest(manifest))
                 _fsync_dir(temp)
-                self._publish(temp, target, step)
+                # One rename(2) to a name that does not exist yet: an older checkpoint of the same
+                # step stays in place until the new one is visible, and prune() then deletes it.
+                os.rename(temp, target)
+                _fsync_dir(self.checkpoint_dir)
             except BaseException:
                 # Also on KeyboardInterrupt/SystemExit: never leave a half-written temp directory
                 # behind when we still can clean it up. (After SIGKILL, prune() does it.)
@@ -289,6 +317,7 @@ class Checkpointer:
             files=dict(sorted(digests.items())),
             metadata=json.loads(metadata_json),
             created_at=created_at,
+            format_version=CHECKPOINT_FORMAT_VERSION,
         )
         self.log.info("saved checkpoint step %d to %s", step, target)
         try:
@@ -301,41 +330,28 @@ class Checkpointer:
             )
         return checkpoint
 
-    def _publish(self, temp: Path, target: Path, step: int) -> None:
-        """Rename the complete ``temp`` directory to ``target``, replacing an existing checkpoint."""
-        if not os.path.lexists(target):
-            os.rename(temp, target)
-            _fsync_dir(self.checkpoint_dir)
-            return
-        # rename(2) cannot replace a non-empty directory, so the old checkpoint is moved aside first.
-        # The two renames run back to back; if the process dies between them, the old checkpoint is
-        # still complete in the aside directory and prune() renames it back (see _clean_temp_dirs).
-        aside = self.checkpoint_dir / _temp_name("old", step)
-        with _claimed(aside):
-            os.rename(target, aside)
-            try:
-                os.rename(temp, target)
-            except BaseException:
-                os.rename(aside, target)
-                raise
-            _fsync_dir(self.checkpoint_dir)
-            _remove_tree(aside)
-
     # --- reading -------------------------------------------------------------------------------------
 
     def scan(self) -> CheckpointScan:
         """Verify every checkpoint in the directory (all checksums are recomputed).
 
-        Only directories named ``step-<digits>`` count. A missing or unparsable manifest, a missing
-        file or a checksum mismatch makes a checkpoint corrupt, with a reason; corruption never
-        raises. A directory that does not exist yet holds no checkpoints.
+        Only directories named ``step-<digits>`` (or ``step-<digits>.r<n>``) count. A missing or
+        unparsable manifest, a manifest or file whose checksum does not match makes a checkpoint
+        corrupt, with a reason; corruption never raises. A directory that does not exist yet holds
+        no checkpoints. A valid checkpoint superseded by a newer valid revision of the same step (a
+        replace killed before it deleted the old one) is not listed: the newer revision is.
+
+        A checkpoint that an older runtime moved aside to replace it and never got back (its
+        writer died between two renames) is renamed back first, so it counts (issue 13).
         """
+        self._recover_interrupted_replaces()
         valid: list[Checkpoint] = []
         corrupt: list[tuple[Path, str]] = []
-        for step, path in self._step_entries():
+        for step, _, path in self._step_entries():
             result = self._verify(path, step)
             if isinstance(result, Checkpoint):
-                valid.append(result)
+                if not any(checkpoint.step == step for checkpoint in valid):
+                    valid.append(result)
             else:
                 corrupt.append((path, result))
         return CheckpointScan(valid=valid, corrupt=corrupt)
@@ -347,10 +363,20 @@ class Checkpointer:
         an older valid checkpoint loses a few steps, crashing on a damaged one loses the attempt.
         Stops at the first valid one, so only the checkpoints it passes over are read.
         """
+        self._recover_interrupted_replaces()
         skipped = 0
-        for step, path in self._step_entries():
+        for step, _, path in self._step_entries():
             result = self._verify(path, step)
             if isinstance(result, Checkpoint):
+                if result.format_version < CHECKPOINT_FORMAT_VERSION:
+                    self.log.warning(
+                        "checkpoint %s has format_version %d: its %s has no checksum, so its metadata "
+                        "is not verified (its files are); the next save writes format_version %d",
+                        path,
+                        result.format_version,
+                        self.MANIFEST,
+                        CHECKPOINT_FORMAT_VERSION,
+                    )
                 return result
             skipped += 1
             self.log.warning("skipping corrupt checkpoint %s: %s", path, result)
@@ -360,11 +386,14 @@ class Checkpointer:
             )
         return None
 
-    def _step_entries(self) -> list[tuple[int, Path]]:
-        """``(step, path)`` of every ``step-<digits>`` entry, newest first."""
-        entries = [(int(match.group(1)), name) for name, match in self._matching(_STEP_DIR_RE)]
+    def _step_entries(self) -> list[tuple[int, int, Path]]:
+        """``(step, revision, path)`` of every ``step-<digits>[.r<n>]`` entry, newest first."""
+        entries = [
+            (int(match.group(1)), int(match.group(2) or 0), name)
+            for name, match in self._matching(_STEP_DIR_RE)
+        ]
         entries.sort(reverse=True)
-        return [(step, self.checkpoint_dir / name) for step, name in entries]
+        return [(step, revision, self.checkpoint_dir / name) for step, revision, name in entries]
 
     def _matching(self, pattern: re.Pattern[str]) -> Iterator[tuple[str, re.Match[str]]]:
         try:
@@ -394,6 +423,17 @@ class Checkpointer:
             return f"{self.MANIFEST} is missing (the checkpoint is incomplete)"
         except OSError as err:
             return f"{self.MANIFEST} cannot be read: {err}"
+        # The checksum goes first: a damaged manifest is reported as damaged, whatever byte changed.
+        recorded: str | None = None
+        digits_end = len(_CHECKSUM_START) + 64
+        if raw.startswith(_CHECKSUM_START) and raw[digits_end : digits_end + 3] == _CHECKSUM_END:
+            recorded = raw[len(_CHECKSUM_START) : digits_end].decode("ascii", "replace")
+            actual = hashlib.sha256(raw[digits_end + 3 :]).hexdigest()
+            if actual != recorded:
+                return (
+                    f"{self.MANIFEST} does not match its manifest_sha256 (its content has sha256 {actual}, "
+                    f"it records {recorded}): it was damaged"
+                )
         try:
             manifest = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
@@ -403,10 +443,23 @@ class Checkpointer:
         if manifest.get("format") != CHECKPOINT_FORMAT:
             return f"{self.MANIFEST} has format {manifest.get('format')!r}, expected {CHECKPOINT_FORMAT!r}"
         version = manifest.get("format_version")
-        if version != CHECKPOINT_FORMAT_VERSION:
+        if type(version) is not int or version not in {_LEGACY_FORMAT_VERSION, CHECKPOINT_FORMAT_VERSION}:
             return (
-                f"{self.MANIFEST} has format_version {version!r}; this runtime reads version "
-                f"{CHECKPOINT_FORMAT_VERSION} (use the airflow-training-guard version that wrote it)"
+                f"{self.MANIFEST} has format_version {version!r}; this runtime reads versions "
+                f"{_LEGACY_FORMAT_VERSION} and {CHECKPOINT_FORMAT_VERSION} (use the airflow-training-guard "
+                "version that wrote it)"
+            )
+        if version == CHECKPOINT_FORMAT_VERSION and (
+            recorded is None or manifest.get("manifest_sha256") != recorded
+        ):
+            return (
+                f"{self.MANIFEST} of format_version {version} does not begin with its manifest_sha256, "
+                "so its content cannot be verified (damaged, or edited by hand)"
+            )
+        if version == _LEGACY_FORMAT_VERSION and (recorded is not None or "manifest_sha256" in manifest):
+            return (
+                f"{self.MANIFEST} of format_version {version} has a manifest_sha256, which version "
+                f"{version} never wrote: it was damaged or edited"
             )
         manifest_step = manifest.get("step")
         if type(manifest_step) is not int or manifest_step != step:
@@ -448,6 +501,7 @@ class Checkpointer:
             files=dict(files),
             metadata=metadata,
             created_at=float(created_at),
+            format_version=version,
         )
 
     # --- pruning -------------------------------------------------------------------------------------
@@ -456,13 +510,15 @@ class Checkpointer:
         """Delete old checkpoints and leftovers of crashed saves; return the paths removed.
 
         - Keeps the ``keep_last`` newest valid checkpoints; older ones are deleted, valid or not.
+          A valid checkpoint superseded by a newer valid revision of the same step is deleted too
+          (and does not count toward ``keep_last``).
         - The newest valid checkpoint is never deleted. Corrupt checkpoints newer than it are kept
           (they are evidence of what went wrong, and a later save of that step replaces them);
           corrupt ones older than it are deleted.
         - ``.tmp-*`` directories are deleted when their writer is gone: on this host, when the pid
           in the name is no longer running; otherwise when older than :attr:`STALE_TEMP_AFTER`.
-          A checkpoint that was moved aside to be replaced, and whose replacement never arrived,
-          is renamed back instead of deleted.
+          A checkpoint that an older runtime moved aside to be replaced, and whose replacement
+          never arrived, is renamed back instead of deleted.
 
         Checkpoints are verified newest first only until ``keep_last`` valid ones are found, so the
         cost is about ``keep_last`` checkpoints' worth of reading. Deletion first renames the
@@ -470,21 +526,21 @@ class Checkpointer:
         ``step-*`` directory behind.
         """
         removed = self._clean_temp_dirs()
-        found_valid = 0
-        doomed: list[Path] = []
-        for step, path in self._step_entries():
-            if found_valid >= self.keep_last:
-                doomed.append(path)
+        valid_steps: set[int] = set()
+        doomed: list[tuple[int, Path]] = []
+        for step, _, path in self._step_entries():
+            if len(valid_steps) >= self.keep_last:
+                doomed.append((step, path))
                 continue
             result = self._verify(path, step)
             if isinstance(result, Checkpoint):
-                found_valid += 1
-            elif found_valid > 0:
-                doomed.append(path)
-        for path in doomed:
-            match = _STEP_DIR_RE.match(path.name)
-            assert match is not None
-            trash = self.checkpoint_dir / _temp_name("del", int(match.group(1)))
+                if step in valid_steps:
+                    doomed.append((step, path))  # superseded by a newer revision of its step
+                valid_steps.add(step)
+            elif valid_steps:
+                doomed.append((step, path))
+        for step, path in doomed:
+            trash = self.checkpoint_dir / _temp_name("del", step)
             with _claimed(trash):
                 try:
                     os.rename(path, trash)
@@ -498,8 +554,8 @@ class Checkpointer:
             _fsync_dir(self.checkpoint_dir)
         return removed
 
-    def _clean_temp_dirs(self) -> list[Path]:
-        removed: list[Path] = []
+    def _abandoned_temp_dirs(self) -> Iterator[tuple[Path, re.Match[str] | None]]:
+        """Every ``.tmp-*`` directory whose writer is gone, with its parsed name (None if foreign)."""
         now = time.time()
         host = _host_label()
         with _IN_FLIGHT_LOCK:
@@ -520,20 +576,45 @@ class Checkpointer:
                 abandoned = pid == os.getpid() or not _pid_alive(pid)
             else:
                 abandoned = now - info.st_mtime > self.STALE_TEMP_AFTER
+            if abandoned:
+                yield path, parsed
+
+    def _recover_interrupted_replaces(self) -> None:
+        """Rename back every checkpoint an older runtime moved aside and whose writer died.
+
+        Format version 1 runtimes replaced a step by renaming the old checkpoint to
+        ``.tmp-old-step-...`` and then the new one into place; a kill between the two renames left
+        the step only in the aside directory, invisible to scan() and latest(). This runs in both
+        (not only in prune()), because the operators call scan() before anything else. A step that
+        has a checkpoint again is left alone (prune() deletes the aside directory then).
+        """
+        try:
+            abandoned = list(self._abandoned_temp_dirs())
             if not abandoned:
+                return
+            steps = {step for step, _, _ in self._step_entries()}
+        except CheckpointError:
+            return  # listing the directory failed; the caller's own listing reports why
+        for path, parsed in abandoned:
+            if parsed is None or parsed.group(1) != "old" or int(parsed.group(2)) in steps:
                 continue
-            if parsed is not None and parsed.group(1) == "old":
-                target = self.checkpoint_dir / f"step-{int(parsed.group(2)):012d}"
-                if not os.path.lexists(target):
-                    # The writer died between moving the old checkpoint aside and renaming the new
-                    # one into place: put the old one back rather than lose it.
-                    try:
-                        os.rename(path, target)
-                    except OSError as err:
-                        self.log.warning("cannot restore checkpoint %s to %s: %s", path, target, err)
-                    else:
-                        self.log.warning("restored checkpoint %s from interrupted replace %s", target, path)
-                    continue
+            target = self.step_path(int(parsed.group(2)))
+            try:
+                os.rename(path, target)
+                _fsync_dir(self.checkpoint_dir)
+            except OSError as err:
+                self.log.warning("cannot restore checkpoint %s to %s: %s", path, target, err)
+            else:
+                steps.add(int(parsed.group(2)))
+                self.log.warning("restored checkpoint %s from interrupted replace %s", target, path)
+
+    def _clean_temp_dirs(self) -> list[Path]:
+        self._recover_interrupted_replaces()
+        steps = {step for step, _, _ in self._step_entries()}
+        removed: list[Path] = []
+        for path, parsed in self._abandoned_temp_dirs():
+            if parsed is not None and parsed.group(1) == "old" and int(parsed.group(2)) not in steps:
+                continue  # it could not be renamed back (logged): the only copy of its step
             _remove_tree(path)
             if not path.exists():
                 removed.append(path)
@@ -554,6 +635,21 @@ def _claimed(path: Path) -> Iterator[None]:
     finally:
         with _IN_FLIGHT_LOCK:
             _IN_FLIGHT.discard(path)
+
+
+def encode_manifest(manifest: Mapping[str, Any]) -> bytes:
+    """The bytes of ``MANIFEST.json`` for ``manifest`` (format version 2).
+
+    The file is ordinary, indented JSON whose first field, alone on the second line, is
+    ``"manifest_sha256"``: the sha256 of every byte after that line. Readers check it before they
+    parse anything, so a flipped byte anywhere in the manifest makes the checkpoint corrupt.
+    """
+    if not manifest or "manifest_sha256" in manifest:
+        raise ValueError("a checkpoint manifest must be non-empty and must not already hold manifest_sha256")
+    text = json.dumps(dict(manifest), indent=2)
+    body = (text[2:] + "\n").encode()  # everything after the opening "{\n"
+    digest = hashlib.sha256(body).hexdigest()
+    return _CHECKSUM_START + digest.encode() + _CHECKSUM_END + body
 
 
 def _validate_step(step: object) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -10,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +24,7 @@ from airflow_training_guard.runtime import (
     TrainingEnvironment,
     UnknownCheckpointFileError,
 )
-from airflow_training_guard.runtime.checkpoint import _host_label
+from airflow_training_guard.runtime.checkpoint import _host_label, encode_manifest
 
 pytestmark = pytest.mark.unit
 
@@ -117,7 +120,7 @@ def test_manifest_lists_step_sha256_of_every_file_metadata_time_and_format(tmp_p
 
     manifest = json.loads((tmp_path / "step-000000000007" / "MANIFEST.json").read_text())
     assert manifest["format"] == "airflow-training-guard-checkpoint"
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["step"] == 7
     # sha256("abc")
     assert manifest["files"] == {"a.bin": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}
@@ -152,7 +155,10 @@ def test_saving_an_existing_step_replaces_it(tmp_path: Path) -> None:
     assert latest.read_bytes("w.bin") == b"new"
     assert set(latest.files) == {"w.bin"}
     assert not (latest.path / "only-in-old.bin").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000000050"]
+    # The new checkpoint landed under the next revision name before the old one was pruned.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000000050.r1"]
+    assert latest.path == tmp_path / "step-000000000050.r1"
+    assert [c.step for c in checkpointer.scan().valid] == [50]
 
 
 def test_failed_rename_while_replacing_a_step_puts_the_old_checkpoint_back(
@@ -287,6 +293,31 @@ def test_kill_9_at_any_moment_of_a_save_loop_leaves_only_valid_checkpoints(
     assert newest.read_bytes("model/weights.bin") == newest.step.to_bytes(8, "big") * 32_768
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.007, 0.019, 0.043, 0.071, 0.11])
+def test_kill_9_at_any_moment_of_replacing_one_step_never_loses_it(tmp_path: Path, delay: float) -> None:
+    """With keep_last=1, a kill between the two renames of a replace left no checkpoint at all.
+
+    The old checkpoint sat in ``.tmp-old-*``, which scan() and latest() ignore, so the retry
+    resumed from step 0 (issue 13). The program saves step 1 over and over; wherever the kill
+    lands, step 1 must be there, at least as new as the last save the program reported.
+    """
+    checkpoint_dir = tmp_path / "ckpt"
+    proc = start_program(tmp_path, "replace-loop", checkpoint_dir, keep=1)
+    wait_for(tmp_path / "ready", proc)
+    time.sleep(delay)
+    out = kill_9(proc)
+    reported = [int(line) for line in out.split()]
+    assert reported, "the program reported no completed save"
+
+    scan = Checkpointer(checkpoint_dir, keep_last=1).scan()
+    assert scan.corrupt == []
+    newest = scan.newest_valid
+    assert newest is not None and newest.step == 1
+    version = newest.metadata["version"]
+    assert version >= reported[-1]
+    assert newest.read_bytes("model/weights.bin") == int(version).to_bytes(8, "big") * 32_768
+
+
 # --- corruption ---------------------------------------------------------------------------------------
 
 
@@ -311,28 +342,43 @@ def _corrupt_garbled_manifest(path: Path) -> str:
     return r"MANIFEST.json is not valid JSON"
 
 
-def _corrupt_manifest_of_another_step(path: Path) -> str:
+def rewrite_manifest(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit a checkpoint's manifest and sign it again, as a buggy or foreign writer would."""
     manifest = path / "MANIFEST.json"
     data = json.loads(manifest.read_text())
-    data["step"] = 999
-    manifest.write_text(json.dumps(data))
+    data.pop("manifest_sha256", None)
+    edit(data)
+    manifest.write_bytes(encode_manifest(data))
+
+
+def _corrupt_manifest_of_another_step(path: Path) -> str:
+    rewrite_manifest(path, lambda data: data.update(step=999))
     return r"MANIFEST.json says step 999 but the directory is step 20"
 
 
 def _corrupt_manifest_escaping_the_checkpoint(path: Path) -> str:
-    manifest = path / "MANIFEST.json"
-    data = json.loads(manifest.read_text())
-    data["files"]["../../etc/passwd"] = "0" * 64
-    manifest.write_text(json.dumps(data))
+    rewrite_manifest(path, lambda data: data["files"].update({"../../etc/passwd": "0" * 64}))
     return r"MANIFEST.json lists an invalid file name '../../etc/passwd'"
 
 
 def _corrupt_future_format_version(path: Path) -> str:
+    rewrite_manifest(path, lambda data: data.update(format_version=3))
+    return r"format_version 3; this runtime reads versions 1 and 2"
+
+
+def _corrupt_flipped_byte_in_manifest(path: Path) -> str:
+    manifest = path / "MANIFEST.json"
+    raw = manifest.read_bytes()
+    flip_byte(manifest, raw.index(b'"created_at": ') + len(b'"created_at": ') + 1)
+    return r"MANIFEST.json does not match its manifest_sha256 .*: it was damaged"
+
+
+def _corrupt_manifest_edited_by_hand(path: Path) -> str:
     manifest = path / "MANIFEST.json"
     data = json.loads(manifest.read_text())
-    data["format_version"] = 2
+    data.pop("manifest_sha256")
     manifest.write_text(json.dumps(data))
-    return r"format_version 2; this runtime reads version 1"
+    return r"MANIFEST.json of format_version 2 does not begin with its manifest_sha256"
 
 
 CORRUPTIONS = [
@@ -343,6 +389,8 @@ CORRUPTIONS = [
     _corrupt_manifest_of_another_step,
     _corrupt_manifest_escaping_the_checkpoint,
     _corrupt_future_format_version,
+    _corrupt_flipped_byte_in_manifest,
+    _corrupt_manifest_edited_by_hand,
 ]
 
 
@@ -416,6 +464,112 @@ def test_asking_for_a_file_the_manifest_does_not_list_names_it_and_lists_what_ex
         match=r"file 'model.pt' is not in checkpoint step 5 .*it holds: optimizer.bin, weights.bin",
     ):
         saved.read_bytes("model.pt")
+
+
+def test_every_flipped_byte_of_the_manifest_makes_the_checkpoint_corrupt(tmp_path: Path) -> None:
+    """The manifest had no checksum: one flipped byte in its metadata loaded damaged metadata.
+
+    A resume reads the metadata (loss, data position) and the step from the manifest; "valid" must
+    mean every one of those bytes verified, not only the files' (issue 13).
+    """
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save(20, {"weights.bin": b"w"}, metadata={"loss": 0.25, "data_position": 1234})
+    manifest = tmp_path / "step-000000000020" / "MANIFEST.json"
+    original = manifest.read_bytes()
+
+    loaded_damaged: list[tuple[int, str]] = []
+    for offset in range(len(original)):
+        damaged = bytearray(original)
+        damaged[offset] ^= 0x01
+        manifest.write_bytes(bytes(damaged))
+        if checkpointer.scan().valid:
+            loaded_damaged.append((offset, chr(original[offset])))
+    assert loaded_damaged == [], f"damaged manifests that loaded as valid: {loaded_damaged}"
+
+    manifest.write_bytes(original)
+    latest = checkpointer.latest()
+    assert latest is not None and latest.metadata == {"loss": 0.25, "data_position": 1234}
+
+
+def test_flipped_byte_in_manifest_metadata_is_skipped_not_resumed_from(tmp_path: Path) -> None:
+    """A resume read ``data_position`` 1235 instead of 1234 from a damaged manifest and skipped data."""
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save(10, {"weights.bin": b"w10"}, metadata={"data_position": 600})
+    checkpointer.save(20, {"weights.bin": b"w20"}, metadata={"data_position": 1234})
+    manifest = tmp_path / "step-000000000020" / "MANIFEST.json"
+    flip_byte(manifest, manifest.read_bytes().index(b"1234") + 3)
+
+    latest = checkpointer.latest()
+    assert latest is not None and latest.step == 10 and latest.metadata == {"data_position": 600}
+    ((path, reason),) = checkpointer.scan().corrupt
+    assert path.name == "step-000000000020"
+    assert re.search(
+        r"MANIFEST.json does not match its manifest_sha256 \(its content has sha256 [0-9a-f]{64}", reason
+    )
+
+
+def test_manifest_begins_with_the_sha256_of_everything_after_its_first_line(tmp_path: Path) -> None:
+    Checkpointer(tmp_path).save(7, {"a.bin": b"abc"})
+    raw = (tmp_path / "step-000000000007" / "MANIFEST.json").read_bytes()
+    first_line, rest = raw.split(b"\n", 1)
+    assert first_line == b"{"
+    checksum_line, body = rest.split(b"\n", 1)
+    match = re.fullmatch(rb'  "manifest_sha256": "([0-9a-f]{64})",', checksum_line)
+    assert match is not None, checksum_line
+    assert match.group(1).decode() == hashlib.sha256(body).hexdigest()
+
+
+def _version_1_checkpoint(
+    directory: Path, step: int, files: dict[str, bytes], metadata: dict[str, Any]
+) -> Path:
+    """A checkpoint exactly as format version 1 wrote it (no manifest checksum)."""
+    path = directory / f"step-{step:012d}"
+    path.mkdir(parents=True)
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    manifest = {
+        "format": "airflow-training-guard-checkpoint",
+        "format_version": 1,
+        "step": step,
+        "created_at": 1764590000.25,
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+        "metadata": metadata,
+    }
+    (path / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def test_version_1_checkpoint_still_loads_with_its_files_verified_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job upgraded mid-training must resume from its version-1 checkpoint, not from step 0."""
+    _version_1_checkpoint(tmp_path, 30, {"weights.bin": b"w30"}, {"loss": 0.5})
+    checkpointer = Checkpointer(tmp_path)
+
+    with caplog.at_level(logging.WARNING):
+        latest = checkpointer.latest()
+    assert latest is not None and latest.step == 30 and latest.format_version == 1
+    assert latest.metadata == {"loss": 0.5} and latest.read_bytes("weights.bin") == b"w30"
+    assert "format_version 1" in caplog.text and "metadata is not verified" in caplog.text
+
+    flip_byte(tmp_path / "step-000000000030" / "weights.bin")
+    assert checkpointer.latest() is None, "the files of a version-1 checkpoint are still verified"
+
+
+def test_next_save_after_a_version_1_checkpoint_writes_version_2(tmp_path: Path) -> None:
+    _version_1_checkpoint(tmp_path, 30, {"weights.bin": b"w30"}, {})
+    saved = Checkpointer(tmp_path, keep_last=1).save(40, {"weights.bin": b"w40"})
+    assert saved.format_version == 2
+    assert json.loads((saved.path / "MANIFEST.json").read_text())["format_version"] == 2
+    assert step_dirs(tmp_path) == ["step-000000000040"]
+
+
+def test_version_1_manifest_that_carries_a_checksum_is_refused(tmp_path: Path) -> None:
+    """A damaged version-2 manifest must not pass as an unchecked version-1 one."""
+    Checkpointer(tmp_path).save(20, {"weights.bin": b"w"})
+    rewrite_manifest(tmp_path / "step-000000000020", lambda data: data.update(format_version=1))
+    ((_, reason),) = Checkpointer(tmp_path).scan().corrupt
+    assert "MANIFEST.json of format_version 1 has a manifest_sha256" in reason
 
 
 # --- pruning ------------------------------------------------------------------------------------------
@@ -529,6 +683,38 @@ def test_checkpoint_moved_aside_by_a_writer_killed_mid_replace_is_restored(tmp_p
     assert not aside.exists()
     latest = checkpointer.latest()
     assert latest is not None and latest.step == 2
+
+
+def test_scan_restores_a_checkpoint_that_an_older_version_left_aside_mid_replace(tmp_path: Path) -> None:
+    """Killed between the two renames of a replace, step 2 existed only as ``.tmp-old-*``.
+
+    Only prune() put it back, but the operators call scan() first and resumed from step 1
+    (or step 0). Checkpoint directories written by an older runtime can still hold such leftovers.
+    """
+    checkpointer = Checkpointer(tmp_path)
+    save_steps(checkpointer, 1, 2)
+    aside = tmp_path / f".tmp-old-step-000000000002-{dead_pid()}-0123abcd-{_host_label()}"
+    (tmp_path / "step-000000000002").rename(aside)
+
+    scan = checkpointer.scan()
+
+    assert scan.newest_valid is not None and scan.newest_valid.step == 2
+    assert scan.newest_valid.path == tmp_path / "step-000000000002"
+    assert not aside.exists()
+
+
+def test_scan_leaves_a_live_writers_aside_checkpoint_alone(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path)
+    save_steps(checkpointer, 1, 2)
+    live_writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        aside = tmp_path / f".tmp-old-step-000000000002-{live_writer.pid}-0123abcd-{_host_label()}"
+        (tmp_path / "step-000000000002").rename(aside)
+        assert [c.step for c in checkpointer.scan().valid] == [1]
+        assert aside.exists(), "a live writer is between its two renames; its rename comes next"
+    finally:
+        live_writer.kill()
+        live_writer.wait()
 
 
 # --- bad input -----------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ Modes:
   file completely and a second, large one slowly, forever. The test SIGKILLs it mid-write.
 - ``save-loop``: saves step 1, 2, 3 ... as fast as it can (two 256 KiB files each) and prints each
   step once its save returned. The test SIGKILLs it at arbitrary moments.
+- ``replace-loop``: saves step 1 again and again (the periodic and the SIGTERM save of one step),
+  prints each completed save, and creates the ready file after the third. The test SIGKILLs it at
+  arbitrary moments: with ``keep_last=1`` a kill inside a replace must never lose step 1.
 - ``train``: a training loop under PreemptionGuard that resumes from the newest valid checkpoint,
   writes a heartbeat every step, checkpoints every ``TRAINING_GUARD_CHECKPOINT_EVERY`` steps, and
   on SIGTERM saves and exits 75. The "weights" are the step count, so a test can check that a
@@ -71,6 +74,18 @@ def save_loop(env: TrainingEnvironment) -> int:
             ready()
 
 
+def replace_loop(env: TrainingEnvironment) -> int:
+    checkpointer = Checkpointer(env.checkpoint_dir, keep_last=env.checkpoint_keep)
+    version = 0
+    while True:
+        version += 1
+        payload = version.to_bytes(8, "big") * 32_768  # 256 KiB
+        checkpointer.save(1, {"model/weights.bin": payload}, metadata={"version": version})
+        print(version, flush=True)
+        if version == 3:
+            ready()
+
+
 def train(env: TrainingEnvironment) -> int:
     total = int(os.environ.get("TEST_TOTAL_STEPS", "1000000"))
     checkpointer = Checkpointer(env.checkpoint_dir, keep_last=env.checkpoint_keep)
@@ -112,7 +127,13 @@ def main() -> int:
     if mode == "wait-in-guard":
         return wait_in_guard()
     env = TrainingEnvironment.from_env()
-    return {"hang-in-save": hang_in_save, "save-loop": save_loop, "train": train}[mode](env)
+    modes = {
+        "hang-in-save": hang_in_save,
+        "save-loop": save_loop,
+        "replace-loop": replace_loop,
+        "train": train,
+    }
+    return modes[mode](env)
 
 
 if __name__ == "__main__":
