@@ -22,8 +22,13 @@ How readers see "old complete output or new complete output, never a mix":
   transaction that records the commit. Readers resolve the pointer first
   (:meth:`PartitionLedger.current_path`) and read a directory that never changes afterwards. A
   rerun in mode ``all`` writes a new version and moves the pointer: it replaces, it never appends.
-  The previous ``keep_versions - 1`` versions are kept so a reader that resolved the pointer just
-  before the swap can finish; older ones are deleted.
+  The same transaction records the version in the committed history
+  (``training_guard_partition_versions``). The newest ``keep_versions`` committed versions are
+  kept, so a reader that resolved the pointer just before the swap can finish; older ones are
+  deleted. Pruning reads the committed history, never the directory listing alone: a version
+  directory whose publish died between its rename and its commit, or whose claim went stale, was
+  never committed and is deleted, and never counts as a version (issue 13: counting it deleted
+  the previous committed version that readers still held).
 - **Rows (for small row data).** ``publish(claim, rows=[...])`` deletes the key's rows and inserts
   the new ones in the same transaction as the ledger update; under READ COMMITTED (PostgreSQL) or
   SQLite's single writer, :meth:`PartitionLedger.read_rows` sees one committed set.
@@ -83,6 +88,7 @@ __all__ = [
     "ledger_table",
     "metadata",
     "rows_table",
+    "versions_table",
 ]
 
 metadata = MetaData()
@@ -117,6 +123,18 @@ rows_table = Table(
     # A second line of defence: even a buggy caller cannot store row 0 of a key twice.
     UniqueConstraint("namespace", "partition_key", "row_number", name="uq_training_guard_partition_row"),
     Index("ix_training_guard_partition_rows_key", "namespace", "partition_key"),
+)
+
+# The committed history of file versions: one row per successful file publish, written in the
+# commit's transaction. Pruning keeps the newest keep_versions of these and nothing uncommitted.
+versions_table = Table(
+    "training_guard_partition_versions",
+    metadata,
+    Column("namespace", String(250), primary_key=True),
+    Column("partition_key", String(250), primary_key=True),
+    Column("fencing_token", Integer, primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("committed_at", DateTime, nullable=False),
 )
 
 #: Name of the hidden directory under ``output_root`` that holds staging directories.
@@ -261,7 +279,8 @@ class PartitionLedger:
     :param stale_after: a claim older than this counts as abandoned (its worker died) in modes
         ``missing`` and ``failed``; pick more than the longest expected runtime.
     :param keep_versions: committed versions kept per key (>= 2: the current and the one a slow
-        reader may still be reading).
+        reader may still be reading). Only committed versions count; a version directory that was
+        never committed (its publish died, or its claim went stale) is deleted.
     :param create_tables: create the ledger tables if they do not exist.
     """
 
@@ -470,6 +489,31 @@ class PartitionLedger:
         ).first()
         return (row.location, row.committed_token) if row else (None, None)
 
+    def _record_versions(
+        self, conn: Connection, partition_key: str, versions: Sequence[tuple[int, str]]
+    ) -> None:
+        """Add committed file versions to the history (those already there are left alone)."""
+        table = versions_table
+        where_key = and_(table.c.namespace == self.namespace, table.c.partition_key == partition_key)
+        tokens = [token for token, _ in versions]
+        known = set(
+            conn.execute(select(table.c.fencing_token).where(where_key, table.c.fencing_token.in_(tokens)))
+            .scalars()
+            .all()
+        )
+        now = _now()
+        for token, location in versions:
+            if token not in known:
+                conn.execute(
+                    insert(table).values(
+                        namespace=self.namespace,
+                        partition_key=partition_key,
+                        fencing_token=token,
+                        location=location,
+                        committed_at=now,
+                    )
+                )
+
     def _publish_files(self, claim: Claim, staging: Path) -> Commit:
         root = self._require_output_root()
         staging_root = (root / STAGING_DIRNAME).resolve()
@@ -496,14 +540,24 @@ class PartitionLedger:
                 f"{str(version_dir)!r} failed: {err}; check free space and permissions under "
                 f"{str(root)!r} (staging and versions must be on one filesystem)"
             ) from err
+        # The rename must be durable before the commit that points at it (a power loss must not
+        # leave the ledger pointing at a directory that is not there).
+        _fsync_dir(version_dir.parent)
         with self.engine.begin() as conn:
-            previous, _ = self._previous_location(conn, claim.partition_key)
+            previous, previous_token = self._previous_location(conn, claim.partition_key)
             stale = self._commit_update(conn, claim, location=str(version_dir), row_count=None)
+            if not stale:
+                versions = [(claim.fencing_token, str(version_dir))]
+                if previous is not None and previous_token is not None:
+                    # Committed before this ledger kept a history (or by a rows publish): it is the
+                    # version readers hold right now, so it must count.
+                    versions.append((int(previous_token), previous))
+                self._record_versions(conn, claim.partition_key, versions)
             commits = self._commits(conn, claim.partition_key)
         if stale:
             shutil.rmtree(version_dir, ignore_errors=True)
             raise StaleClaimError(stale)
-        self._prune_versions(claim.partition_key, current=claim.fencing_token)
+        self._prune_versions(claim.partition_key)
         return Commit(claim.partition_key, claim.fencing_token, commits, str(version_dir), None, previous)
 
     def _publish_rows(self, claim: Claim, rows: Sequence[dict[str, Any]]) -> Commit:
@@ -547,14 +601,36 @@ class PartitionLedger:
             ).scalar_one()
         )
 
-    def _prune_versions(self, partition_key: str, *, current: int) -> None:
-        key_dir = self.key_dir(partition_key)
-        older = sorted(
-            (path for path in key_dir.glob("v*") if path.name[1:].isdigit() and int(path.name[1:]) < current),
-            key=lambda path: int(path.name[1:]),
-        )
-        for path in older[: max(0, len(older) - (self.keep_versions - 1))]:
-            shutil.rmtree(path, ignore_errors=True)
+    def _prune_versions(self, partition_key: str) -> None:
+        """Delete version directories outside the newest ``keep_versions`` committed ones.
+
+        Decided from the committed history, read after this publish committed: a directory older
+        than the newest commit that is not among the kept ones is either an old version or one
+        that was never committed (a publish killed between rename and commit, a stale claim);
+        its claim can never commit any more, because fencing tokens only grow. Directories newer
+        than the newest commit belong to a publish in progress and are left alone.
+        """
+        table = versions_table
+        with self.engine.connect() as conn:
+            kept = (
+                conn.execute(
+                    select(table.c.fencing_token)
+                    .where(table.c.namespace == self.namespace, table.c.partition_key == partition_key)
+                    .order_by(table.c.fencing_token.desc())
+                    .limit(self.keep_versions)
+                )
+                .scalars()
+                .all()
+            )
+        if not kept:
+            return
+        newest = max(kept)
+        for path in self.key_dir(partition_key).glob("v*"):
+            if not path.name[1:].isdigit():
+                continue
+            token = int(path.name[1:])
+            if token < newest and token not in kept:
+                shutil.rmtree(path, ignore_errors=True)
 
     def fail(self, claim: Claim, error: str) -> bool:
         """Record that ``claim``'s attempt failed (so mode ``failed`` retries it); False if stale."""
@@ -646,6 +722,16 @@ class PartitionLedger:
             else:
                 skipped[key] = {"claimed": "in progress", "committed": "already committed"}.get(state, state)
         return LedgerPlan(mode=mode, to_run=tuple(to_run), skipped=skipped)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some network filesystems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(fd)
 
 
 def _entry(row: Any) -> LedgerEntry:
