@@ -161,7 +161,7 @@ def test_saving_an_existing_step_replaces_it(tmp_path: Path) -> None:
     assert [c.step for c in checkpointer.scan().valid] == [50]
 
 
-def test_failed_rename_while_replacing_a_step_puts_the_old_checkpoint_back(
+def test_failed_rename_while_replacing_a_step_keeps_the_old_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Replacing step N must never leave the job without step N when the new one cannot land."""
