@@ -1,8 +1,11 @@
 """GuardedTrainingPodOperator: a KubernetesPodOperator that refuses training setups that break.
 
-Every KubernetesPodOperator parameter keeps working. On top of them:
+Every KubernetesPodOperator parameter keeps working, given in the call, through ``default_args``
+or not at all; the deliberate differences are the table in ``docs/training-pod-operator.md``
+(a test walks KubernetesPodOperator's signature against it). On top of them:
 
-- the image must be pinned by digest (checked when the DAG is parsed);
+- every image the pod runs must be pinned by digest (checked when the DAG is parsed where the
+  image is known then, otherwise on the built pod before it is created);
 - the GPU request is checked against the nodes' shapes and the namespace's quota before the pod
   is created, and a request that can never fit fails at once with the inventory in the message;
 - checkpoints live on a volume mounted at the same path for every attempt, keyed by DAG, task and
@@ -13,16 +16,17 @@ Every KubernetesPodOperator parameter keeps working. On top of them:
   deleted and the attempt fails as retryable;
 - failures are classified (OOMKilled, Unschedulable, ImagePullBackOff, evicted/preempted,
   non-zero exit, deadline) and the task fails with one message holding the reason, a hint, the
-  last log lines and the pod's events; only failures a retry can fix are retried;
-- pods run as non-root, without privilege escalation, with all capabilities dropped, unless the
-  DAG says otherwise explicitly.
+  last log lines, the pod's events and KubernetesPodOperator's own message;
+- the merged pod (template, spec, arguments, xcom sidecar) gets safe security defaults in every
+  container and must pass the Pod Security Standards "restricted" profile.
+
+The operator composes the pieces of :mod:`airflow_training_guard.kubernetes`; it holds no pod
+editing or watching logic of its own.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -31,10 +35,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from kubernetes.client import models as k8s
 
 from airflow_training_guard import __version__
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.kubernetes import pod_building, pod_security
+from airflow_training_guard.kubernetes.capacity import CapacityError, check_gpu_capacity, gpu_request
+from airflow_training_guard.kubernetes.images import base_image, pod_images, template_pod
+from airflow_training_guard.kubernetes.watchdog import PodHeartbeatWatchdog, read_log_tail
 from airflow_training_guard.manifest import RunManifest, file_sha256, utc_now_iso
 from airflow_training_guard.operators.common import (
     parse_pins,
@@ -44,23 +51,23 @@ from airflow_training_guard.operators.common import (
     verify_content_pins,
 )
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
-from airflow_training_guard.policies.diagnostics import Diagnosis, FailureKind, diagnose, failure_message
+from airflow_training_guard.policies.diagnostics import (
+    Diagnosis,
+    FailureKind,
+    diagnose,
+    failure_message,
+    stalled,
+)
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.gpus import (
     DEFAULT_GPU_RESOURCE,
     FragmentationPolicy,
-    GpuRequest,
-    GpuShapeError,
     NodeShape,
-    Toleration,
-    require_fit,
     validate_gpu_count,
 )
 from airflow_training_guard.policies.images import ImageReference, require_pinned
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
-from airflow_training_guard.policies.stall import StallWatch
 from airflow_training_guard.runtime import contract
-from airflow_training_guard.runtime.heartbeat import last_heartbeat_in
 from airflow_training_guard.triggers.training_pod import (
     STALL_EVENT_KEY,
     STALL_SETTINGS_KEY,
@@ -70,11 +77,17 @@ from airflow_training_guard.triggers.training_pod import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.triggers.base import BaseTrigger
+    from kubernetes.client import models as k8s
 
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-ANNOTATION_PREFIX = "training-guard.io/"
-CHECKPOINT_VOLUME = "training-guard-checkpoints"
+# Kept importable from here (docs and DAGs used them before the kubernetes/ room existed).
+KUEUE_QUEUE_LABEL = pod_building.KUEUE_QUEUE_LABEL
+ANNOTATION_PREFIX = pod_building.ANNOTATION_PREFIX
+CHECKPOINT_VOLUME = pod_building.CHECKPOINT_VOLUME
 CONFIG_SECTION = "training_guard"
+#: ``pod_security`` values: refuse violations of the restricted profile, or log them and go on.
+POD_SECURITY_MODES = ("restricted", "warn")
+#: SIGTERM on preemption gives the program this long to save a checkpoint before SIGKILL.
+DEFAULT_TERMINATION_GRACE_SECONDS = 120
 
 
 def _forbid_unpinned_images() -> bool:
@@ -84,16 +97,48 @@ def _forbid_unpinned_images() -> bool:
     return conf.getboolean(CONFIG_SECTION, "forbid_unpinned_images", fallback=False)
 
 
-def _is_templated(value: str) -> bool:
-    return "{{" in value or "{%" in value
+def _is_templated(value: object) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+class _Given:
+    """What the DAG gave for a parameter: in the call, else through ``default_args``.
+
+    Airflow's ``apply_defaults`` hands every ``__init__`` the merged ``default_args`` (DAG, task
+    group and task) and fills only the parameters that ``__init__`` names; this operator's
+    KubernetesPodOperator parameters travel in ``**kwargs``, so the guard looks them up itself and
+    applies its own defaults only where neither gives a value (a ``kwargs.setdefault`` would hide
+    ``default_args={"retries": 7}`` from the provider).
+    """
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self._kwargs = kwargs
+        self._defaults: Mapping[str, Any] = kwargs.get("default_args") or {}
+
+    def get(self, name: str) -> Any:
+        if name in self._kwargs:
+            return self._kwargs[name]
+        return self._defaults.get(name)
+
+    def default(self, name: str, value: Any) -> None:
+        """Use ``value`` for ``name`` unless the call or ``default_args`` gives one (even None)."""
+        if name not in self._kwargs and name not in self._defaults:
+            self._kwargs[name] = value
+
+    def replace(self, name: str, value: Any) -> None:
+        """Pass ``value`` for ``name`` (derived from what was given)."""
+        self._kwargs[name] = value
 
 
 class GuardedTrainingPodOperator(KubernetesPodOperator):
     """Run a GPU training pod with pinned images, shapes that fit, resume, timeouts and readable failures.
 
-    All :class:`KubernetesPodOperator` parameters are accepted. Guard parameters:
+    All :class:`KubernetesPodOperator` parameters are accepted, in the call or in ``default_args``.
+    Guard parameters:
 
-    :param image: the training image, pinned by digest (``repo@sha256:<64 hex>``).
+    :param image: the training image, pinned by digest (``repo@sha256:<64 hex>``). Optional when
+        ``pod_template_file``/``pod_template_dict``/``full_pod_spec`` gives the base container's
+        image (as in KubernetesPodOperator); the digest rule applies to whichever image the pod runs.
     :param expected_runtime: how long the job normally takes; with the buffer it gives the hard
         deadline (``activeDeadlineSeconds``, ``execution_timeout``).
     :param partition_key: the partition this pod trains on. Templated. Default: the run's
@@ -131,8 +176,12 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     :param heartbeat_log_interval: how often the program prints heartbeat marker lines.
     :param allow_unpinned_image: development only: accept a tag, with a loud warning. Refused when
         ``[training_guard] forbid_unpinned_images = True``.
-    :param safe_pod_defaults: non-root, no privilege escalation, all capabilities dropped, seccomp
-        RuntimeDefault, unless ``security_context``/``container_security_context`` are given.
+    :param safe_pod_defaults: fill in non-root, no privilege escalation, all capabilities dropped
+        and seccomp RuntimeDefault wherever the pod (arguments, template, spec) leaves the field
+        unset, in every container including init containers and the xcom sidecar.
+    :param pod_security: ``"restricted"`` (default): refuse a pod that violates the Pod Security
+        Standards restricted profile, naming each field and its fix; ``"warn"``: log every
+        violation once and submit the pod as it is.
     :param pins: dataset/model revisions resolved by ``PreflightOperator`` (templated); passed to
         the container as ``TRAINING_GUARD_PINS`` and recorded in the run manifest, which is pushed
         to XCom under the key ``manifest``.
@@ -149,7 +198,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def __init__(
         self,
         *,
-        image: str,
+        image: str | None = None,
         expected_runtime: DurationLike,
         partition_key: str | None = None,
         gpus: int = 0,
@@ -174,22 +223,28 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         heartbeat_log_interval: DurationLike = "10s",
         allow_unpinned_image: bool = False,
         safe_pod_defaults: bool = True,
+        pod_security: str = "restricted",
         pins: Mapping[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
+        given = _Given(kwargs)
         self.guard_profile = get_profile(profile)
-        kwargs.setdefault("retries", self.guard_profile.retries)
+        if pod_security not in POD_SECURITY_MODES:
+            raise GuardConfigError(
+                f"pod_security={pod_security!r} is not valid; use 'restricted' (refuse pods that break the "
+                "Pod Security Standards restricted profile) or 'warn' (log each violation and submit)"
+            )
         if worker_output_dir is not None and (not worker_output_dir or not output_dir):
             raise GuardConfigError(
                 f"worker_output_dir={worker_output_dir!r} needs output_dir (the same folder as the container "
                 "sees it), e.g. output_dir='/shared/models/{{ ds }}', worker_output_dir='/mnt/shared/models/{{ ds }}'"
             )
-        if worker_output_dir and kwargs.get("do_xcom_push"):
+        if worker_output_dir and given.get("do_xcom_push"):
             raise GuardConfigError(
                 "worker_output_dir and do_xcom_push=True both set the task's return value; with "
                 "worker_output_dir the return value is the run manifest summary, so drop do_xcom_push"
             )
-        # -- timeouts ------------------------------------------------------------------------------
+        # -- timeouts --------------------------------------------------------------------------------
         self.heartbeat_log_interval = parse_duration(heartbeat_log_interval, name="heartbeat_log_interval")
         self.timeout_policy = timeout_policy_for(
             self.guard_profile,
@@ -201,29 +256,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             # The watchdog reads the log tail; a poll per heartbeat line is plenty.
             poll_interval=self.heartbeat_log_interval,
         )
-        hard = self.timeout_policy.hard_deadline
-        active = kwargs.get("active_deadline_seconds")
-        if active is None:
-            kwargs["active_deadline_seconds"] = int(hard.total_seconds())
-        elif active < hard.total_seconds():
-            raise GuardConfigError(
-                f"active_deadline_seconds={active} is shorter than the hard deadline {format_duration(hard)} "
-                f"({int(hard.total_seconds())}s); drop it (the operator sets it) or set it >= "
-                f"{int(hard.total_seconds())}"
-            )
-        kwargs.setdefault("startup_timeout_seconds", int(self.timeout_policy.startup_timeout.total_seconds()))
-        # SIGTERM on preemption gives the program time to save a checkpoint before SIGKILL.
-        kwargs.setdefault("termination_grace_period", 120)
-        safety_net = hard + timedelta(minutes=5)
-        if kwargs.get("execution_timeout") is None:
-            kwargs["execution_timeout"] = safety_net
-        elif kwargs["execution_timeout"] < hard:
-            raise GuardConfigError(
-                f"execution_timeout {format_duration(kwargs['execution_timeout'])} is shorter than the hard "
-                f"deadline {format_duration(hard)}; drop execution_timeout (the operator sets it) or set "
-                f"it >= {format_duration(safety_net)}"
-            )
-        # -- GPUs, queueing, safe defaults ------------------------------------------------------------
+        self._apply_guard_defaults(given)
+        # -- GPUs, queueing ---------------------------------------------------------------------------
         self.gpus = validate_gpu_count(gpus)
         self.gpu_resource = gpu_resource
         try:
@@ -238,40 +272,26 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         self.check_gpu_quota = check_gpu_quota
         self.kueue_queue_name = kueue_queue_name
         if kueue_queue_name:
-            kwargs["labels"] = {**(kwargs.get("labels") or {}), KUEUE_QUEUE_LABEL: kueue_queue_name}
+            given.replace("labels", {**(given.get("labels") or {}), KUEUE_QUEUE_LABEL: kueue_queue_name})
         if self.gpus:
-            kwargs["container_resources"] = self._gpu_resources(kwargs.get("container_resources"))
-            tolerations = list(kwargs.get("tolerations") or [])
-            if not any(getattr(t, "key", None) == gpu_resource for t in tolerations):
-                # GPU node pools are commonly tainted with the resource name (GKE, EKS, AKS).
-                tolerations.append(k8s.V1Toleration(key=gpu_resource, operator="Exists", effect="NoSchedule"))
-            kwargs["tolerations"] = tolerations
+            given.replace(
+                "container_resources",
+                pod_building.gpu_resources(
+                    given.get("container_resources"), resource=gpu_resource, gpus=self.gpus
+                ),
+            )
+            given.replace(
+                "tolerations", pod_building.gpu_tolerations(given.get("tolerations"), resource=gpu_resource)
+            )
         self.safe_pod_defaults = safe_pod_defaults
-        if safe_pod_defaults:
-            kwargs.setdefault(
-                "security_context", {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-            )
-            kwargs.setdefault(
-                "container_security_context",
-                {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-            )
-        if kwargs.get("reattach_on_restart") is None:
-            # A retry re-attaches to its running pod instead of starting a duplicate. `durable` is
-            # Airflow 3.3's name for it (`reattach_on_restart` is deprecated there).
-            kwargs.pop("reattach_on_restart", None)
-            kwargs.setdefault("durable", True)
-        kwargs.setdefault("on_finish_action", "delete_pod")
-        kwargs.setdefault("log_events_on_failure", True)
+        self.pod_security = pod_security
         super().__init__(image=image, **kwargs)
 
-        # -- image pinning -----------------------------------------------------------------------------
+        # -- images ------------------------------------------------------------------------------------
         self.allow_unpinned_image = allow_unpinned_image
         self.image_reference: ImageReference | None = None
-        if not _is_templated(image):
-            self.image_reference = require_pinned(
-                image, allow_unpinned=allow_unpinned_image, forbid_unpinned_override=_forbid_unpinned_images()
-            )
-        # -- checkpoints and the contract ---------------------------------------------------------------
+        self._check_images_at_parse_time()
+        # -- checkpoints and the contract ----------------------------------------------------------------
         self.partition_key = partition_key
         self.output_dir = output_dir
         self.worker_output_dir = worker_output_dir
@@ -288,31 +308,105 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         self._resolved_pins: dict[str, dict[str, str]] = {}
         self._last_log_lines: list[str] = []
 
-    # -- pod manifest ---------------------------------------------------------------------------------
+    def _apply_guard_defaults(self, given: _Given) -> None:
+        """The guard's defaults where the DAG gives nothing, and checks of what it does give."""
+        hard = self.timeout_policy.hard_deadline
+        hard_seconds = int(hard.total_seconds())
+        active = given.get("active_deadline_seconds")
+        if active is None:
+            given.replace("active_deadline_seconds", hard_seconds)
+        elif active < hard.total_seconds():
+            raise GuardConfigError(
+                f"active_deadline_seconds={active} is shorter than the hard deadline {format_duration(hard)} "
+                f"({hard_seconds}s); drop it (the operator sets it) or set it >= {hard_seconds}"
+            )
+        safety_net = hard + timedelta(minutes=5)
+        timeout = given.get("execution_timeout")
+        if timeout is None:
+            given.replace("execution_timeout", safety_net)
+        elif timeout < hard:
+            raise GuardConfigError(
+                f"execution_timeout {format_duration(timeout)} is shorter than the hard deadline "
+                f"{format_duration(hard)}; drop execution_timeout (the operator sets it) or set it >= "
+                f"{format_duration(safety_net)}"
+            )
+        given.default("retries", self.guard_profile.retries)
+        given.default("startup_timeout_seconds", int(self.timeout_policy.startup_timeout.total_seconds()))
+        given.default("termination_grace_period", DEFAULT_TERMINATION_GRACE_SECONDS)
+        given.default("log_events_on_failure", True)
 
-    def _gpu_resources(self, given: k8s.V1ResourceRequirements | None) -> k8s.V1ResourceRequirements:
-        """requests == limits for the GPU (Kubernetes requires it for extended resources)."""
-        limits = dict((given.limits if given else None) or {})
-        requests = dict((given.requests if given else None) or {})
-        for name, values in (("limits", limits), ("requests", requests)):
-            current = values.get(self.gpu_resource)
-            if current is not None and str(current) != str(self.gpus):
+    # -- images --------------------------------------------------------------------------------------
+
+    def _require_pinned(self, image: str, *, where: str | None = None) -> ImageReference:
+        """The digest rule; ``where`` names the image's source when it is not the ``image`` argument."""
+        try:
+            return require_pinned(
+                image,
+                allow_unpinned=self.allow_unpinned_image,
+                forbid_unpinned_override=_forbid_unpinned_images(),
+            )
+        except GuardConfigError as err:
+            if where is None:
+                raise
+            raise type(err)(f"{where}: {err}") from None
+
+    def _check_images_at_parse_time(self) -> None:
+        """Apply the digest rule now to every image known when the DAG is parsed.
+
+        The base container's image is the ``image`` argument, else the template's or spec's (as in
+        KubernetesPodOperator). Templated images and templates that cannot be read now are checked
+        on the built pod before it is created (:meth:`build_pod_request_obj`).
+        """
+        template, source = template_pod(
+            full_pod_spec=self.full_pod_spec,
+            pod_template_dict=self.pod_template_dict,
+            pod_template_file=self.pod_template_file,
+        )
+        knowable = template is not None or not (self.pod_template_file or self.pod_template_dict)
+        if self.image is None:
+            image = base_image(template, self.base_container_name)
+            if image is None:
+                if knowable:
+                    raise GuardConfigError(
+                        f"no image for container {self.base_container_name!r}: pass "
+                        "image='registry/repository@sha256:<digest>', or set it in "
+                        f"{source or 'the pod template'}'s container {self.base_container_name!r}"
+                    )
+                return  # checked on the built pod
+            where = f"image of container {self.base_container_name!r} from {source}"
+        else:
+            image, where = str(self.image), None
+        if not _is_templated(image):
+            self.image_reference = self._require_pinned(image, where=where)
+        if template is not None:
+            for found in pod_images(template, base_container_name=self.base_container_name, source=source):
+                if found.container == f"container {self.base_container_name!r}":
+                    continue  # the base container's image is checked above
+                if found.image and not _is_templated(found.image):
+                    self._require_pinned(found.image, where=f"image of {found.container} from {found.source}")
+
+    def _check_built_pod_images(self, pod: k8s.V1Pod) -> None:
+        """The digest rule on every image of the pod about to be created (the xcom sidecar aside)."""
+        for found in pod_images(pod, base_container_name=self.base_container_name, source="the pod"):
+            if not found.image:
                 raise GuardConfigError(
-                    f"container_resources.{name}[{self.gpu_resource!r}]={current!r} contradicts gpus={self.gpus}; "
-                    "set the GPU count only with gpus="
+                    f"{found.container} has no image; set image= or the container's image in the pod template"
                 )
-        limits[self.gpu_resource] = str(self.gpus)
-        requests[self.gpu_resource] = str(self.gpus)
-        return k8s.V1ResourceRequirements(limits=limits, requests=requests)
+            reference = self._require_pinned(found.image, where=f"image of {found.container}")
+            if found.container == f"container {self.base_container_name!r}":
+                self.image_reference = reference
+
+    # -- pod manifest --------------------------------------------------------------------------------
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
-        """KPO's pod, plus the checkpoint volume, the environment contract and guard annotations."""
+        """KPO's pod composed with the guard's pieces, then checked: images pinned, profile restricted."""
         pod = super().build_pod_request_obj(context, dry_run=dry_run)
         partition_key = self._resolved_partition_key or (
             resolve_partition_key(self.partition_key, context, task_id=self.task_id) if context else "dry-run"
         )
-        sub_path = self._checkpoint_sub_path(partition_key)
-        container = next(c for c in pod.spec.containers if c.name == self.base_container_name)
+        sub_path = self.checkpoint_policy.relative_dir(
+            dag_id=self.dag_id, task_id=self.task_id, partition_key=partition_key
+        )
         attempt = int(getattr(context.get("ti"), "try_number", 1) or 1) if context else 1
         env = {
             contract.ENV_PARTITION_KEY: partition_key,
@@ -326,40 +420,55 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             env[contract.ENV_OUTPUT_DIR] = str(self.output_dir)
         if self._resolved_pins:
             env[contract.ENV_PINS] = json.dumps(self._resolved_pins, sort_keys=True)
-        existing = [e for e in (container.env or []) if e.name not in env]
-        container.env = existing + [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
-        volume = (
-            k8s.V1Volume(
-                name=CHECKPOINT_VOLUME,
-                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
-                    claim_name=self.checkpoint_claim_name
-                ),
+        try:
+            pod = pod_building.with_env(pod, self.base_container_name, env)
+            pod = pod_building.with_checkpoint_volume(
+                pod,
+                self.base_container_name,
+                mount_path=self.checkpoint_policy.root,
+                claim_name=self.checkpoint_claim_name,
+                sub_path=sub_path,
             )
-            if self.checkpoint_claim_name
-            else k8s.V1Volume(name=CHECKPOINT_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource())
-        )
-        pod.spec.volumes = [v for v in (pod.spec.volumes or []) if v.name != CHECKPOINT_VOLUME] + [volume]
-        mount = k8s.V1VolumeMount(
-            name=CHECKPOINT_VOLUME,
-            mount_path=self.checkpoint_policy.root,
-            sub_path=sub_path if self.checkpoint_claim_name else None,
-        )
-        container.volume_mounts = [
-            m for m in (container.volume_mounts or []) if m.name != CHECKPOINT_VOLUME
-        ] + [mount]
-        annotations = dict(pod.metadata.annotations or {})
-        annotations[ANNOTATION_PREFIX + "partition-key"] = partition_key
-        annotations[ANNOTATION_PREFIX + "checkpoint-sub-path"] = sub_path
-        if self.image_reference is not None and self.image_reference.digest:
-            annotations[ANNOTATION_PREFIX + "image-digest"] = self.image_reference.digest
-        pod.metadata.annotations = annotations
+            annotations = {"partition-key": partition_key, "checkpoint-sub-path": sub_path}
+            if self.safe_pod_defaults:
+                pod = pod_building.with_security_defaults(pod)
+            self._check_built_pod_images(pod)
+            if self.image_reference is not None and self.image_reference.digest:
+                annotations["image-digest"] = self.image_reference.digest
+            pod = pod_building.with_annotations(pod, annotations)
+            self._check_pod_security(pod)
+        except GuardConfigError as err:
+            if context is None:
+                raise
+            raise AirflowFailException(str(err)) from err  # a retry builds the same pod
         return pod
 
-    def _checkpoint_sub_path(self, partition_key: str) -> str:
-        absolute = self.checkpoint_policy.checkpoint_dir(
-            dag_id=self.dag_id, task_id=self.task_id, partition_key=partition_key
+    def _check_pod_security(self, pod: k8s.V1Pod) -> None:
+        violations = pod_security.restricted_violations(self.client_sanitize(pod))
+        if not violations:
+            return
+        listing = pod_security.describe(violations)
+        if self.pod_security == "warn":
+            self.log.warning(
+                "pod_security='warn': the pod breaks the Pod Security Standards restricted profile in %d "
+                "field(s); submitting it anyway:\n%s",
+                len(violations),
+                listing,
+            )
+            return
+        raise pod_security.PodSecurityError(
+            f"the pod for task {self.task_id!r} breaks the Pod Security Standards restricted profile "
+            f"in {len(violations)} field(s):\n{listing}\nFix them in the operator arguments or the pod "
+            "template, or pass pod_security='warn' to submit it anyway (every violation is then logged)"
         )
-        return absolute[len(self.checkpoint_policy.root.rstrip("/")) + 1 :]
+
+    @staticmethod
+    def client_sanitize(pod: k8s.V1Pod) -> dict[str, Any]:
+        """The pod as the API server receives it (camelCase JSON)."""
+        from kubernetes.client import ApiClient
+
+        result = ApiClient().sanitize_for_serialization(pod)
+        return dict(result) if isinstance(result, Mapping) else {}
 
     # -- execution ------------------------------------------------------------------------------------
 
@@ -372,16 +481,12 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         self._resolved_pins = parse_pins(self.pins, task_id=self.task_id)
         for line in verify_content_pins(self._resolved_pins, task_id=self.task_id):
             self.log.info("data pin verified: %s", line)
-        if self.image_reference is None:  # templated image: rendered now
+        if self.image_reference is None and self.image is not None:  # templated image: rendered now
             try:
-                self.image_reference = require_pinned(
-                    str(self.image),
-                    allow_unpinned=self.allow_unpinned_image,
-                    forbid_unpinned_override=_forbid_unpinned_images(),
-                )
+                self.image_reference = self._require_pinned(str(self.image))
             except GuardConfigError as err:  # a retry renders the same image: do not retry
                 raise AirflowFailException(str(err)) from err
-        if not self.image_reference.is_pinned:
+        if self.image_reference is not None and not self.image_reference.is_pinned:
             self.log.warning(
                 "DEVELOPMENT ONLY: image %s is not pinned by digest (allow_unpinned_image=True); this run "
                 "is not reproducible and the image can change under it",
@@ -432,10 +537,10 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         """
         pod = self.hook.get_pod(event["name"], event["namespace"])
         self._stall_detail = f"{event[STALL_EVENT_KEY]}; the watchdog deleted the pod"
-        diagnosis = self._diagnose(pod)
+        diagnosis = self._diagnose(pod, pod)
         self.log.error("pod %s is stalled: %s; deleting it", pod.metadata.name, self._stall_detail)
         try:
-            self.client.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
+            self.pod_manager.delete_pod(pod)
         except Exception as err:
             self.log.warning("could not delete stalled pod %s: %s", pod.metadata.name, err)
         raise self._exception_for(diagnosis, pod)
@@ -462,9 +567,9 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _push_manifest(self, context: Context) -> RunManifest:
         """Record what this run used (docs/run-manifest.md) and push it to XCom as ``manifest``.
 
-        The model artifact lives in the pod's volume, so the manifest travels through XCom. With
-        ``worker_output_dir`` the worker sees that volume: the artifact is recorded where the worker
-        (and the promotion task) finds it, with the metrics the program wrote into ``metrics.json``.
+        Pushed whatever ``do_xcom_push`` says: that switch governs the task's return value (KPO's
+        xcom sidecar), and the manifest travels under its own key, as any explicit ``xcom_push``
+        does; it is how a pod run stays reproducible when the worker cannot see the pod's volume.
         """
         partition_key = self._resolved_partition_key or resolve_partition_key(
             self.partition_key, context, task_id=self.task_id
@@ -480,7 +585,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             datasets=dict(self._resolved_pins.get("datasets", {})),
             models=dict(self._resolved_pins.get("models", {})),
             params={
-                "image": str(self.image),
+                "image": str(self.image_reference or self.image),
                 "cmds": list(self.cmds or []),
                 "arguments": list(self.arguments or []),
                 "output_dir": str(self.output_dir) if self.output_dir else None,
@@ -504,63 +609,32 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         context["ti"].xcom_push(key="manifest", value=manifest.to_dict())
         return manifest
 
-    def _check_gpu_capacity(self) -> None:
-        request = GpuRequest(
-            gpus=self.gpus,
-            resource=self.gpu_resource,
-            node_selector=dict(self.node_selector or {}),
-            tolerations=tuple(
-                Toleration(key=t.key, operator=t.operator or "Equal", value=t.value, effect=t.effect)
-                for t in (self.tolerations or [])
-            ),
+    def _checkpoint_sub_path(self, partition_key: str) -> str:
+        return self.checkpoint_policy.relative_dir(
+            dag_id=self.dag_id, task_id=self.task_id, partition_key=partition_key
         )
-        shapes = self.node_shapes
-        inventory = None
-        if shapes is None and self.check_node_inventory:
-            inventory = self._inventory_hook()
-            try:
-                shapes = tuple(inventory.node_shapes(resource=self.gpu_resource))
-            except Exception as err:  # RBAC may forbid listing nodes: skip the check, say so
-                self.log.warning("cannot read the node inventory (%s); GPU shape check skipped", err)
-        if shapes is not None:
-            try:
-                report = require_fit(request, shapes, fragmentation=self.gpu_fragmentation)
-            except GpuShapeError as err:
-                raise AirflowFailException(str(err)) from err
-            if report.fragmentation_warning:
-                self.log.warning("%s", report.fragmentation_warning)
-            if not report.fits_now:
-                self.log.warning(
-                    "no node has %d free %s right now; the pod will wait for capacity%s. Inventory: %s",
-                    self.gpus,
-                    self.gpu_resource,
-                    " (Kueue admits it by quota)" if self.kueue_queue_name else "",
-                    report.inventory_text(),
-                )
-        if self.check_gpu_quota:
-            inventory = inventory or self._inventory_hook()
-            try:
-                left = inventory.remaining_gpu_quota(
-                    str(self.namespace or "default"), resource=self.gpu_resource
-                )
-            except Exception as err:
-                self.log.warning("cannot read ResourceQuotas (%s); quota check skipped", err)
-                return
-            if left is not None and self.gpus > left:
-                message = (
-                    f"namespace {self.namespace!r} has {left} {self.gpu_resource} left in its ResourceQuota, "
-                    f"this pod requests {self.gpus}"
-                )
-                if self.kueue_queue_name:
-                    self.log.warning(
-                        "%s; Kueue queue %r will admit it when quota frees", message, self.kueue_queue_name
-                    )
-                else:
-                    # Retryable: quota frees as other jobs finish. Kueue avoids the retry loop.
-                    raise AirflowException(
-                        f"{message}; the API server would reject it. Wait for running jobs to finish, "
-                        "raise the quota, or set kueue_queue_name= to queue by quota instead"
-                    )
+
+    def _check_gpu_capacity(self) -> None:
+        try:
+            report = check_gpu_capacity(
+                gpu_request(
+                    gpus=self.gpus,
+                    resource=self.gpu_resource,
+                    node_selector=self.node_selector,
+                    tolerations=self.tolerations,
+                ),
+                shapes=self.node_shapes,
+                inventory=self._inventory_hook,
+                read_shapes=self.check_node_inventory,
+                namespace=str(self.namespace or "default"),
+                fragmentation=self.gpu_fragmentation,
+                check_quota=self.check_gpu_quota,
+                kueue_queue_name=self.kueue_queue_name,
+            )
+        except CapacityError as err:
+            raise (AirflowException if err.retryable else AirflowFailException)(str(err)) from err
+        for warning in report.warnings:
+            self.log.warning("%s", warning)
 
     def _inventory_hook(self) -> Any:
         from airflow_training_guard.hooks.kubernetes_inventory import KubernetesInventoryHook
@@ -575,8 +649,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _log_effective_configuration(self) -> None:
         self.log.info(
             "effective configuration: image=%s partition_key=%s gpus=%d %s profile=%s checkpoint_claim=%s "
-            "checkpoint_sub_path=%s kueue_queue=%s timeouts=%s",
-            self.image,
+            "checkpoint_sub_path=%s kueue_queue=%s pod_security=%s retries=%s timeouts=%s",
+            self.image_reference or self.image,
             self._resolved_partition_key,
             self.gpus,
             self.gpu_resource,
@@ -584,6 +658,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             self.checkpoint_claim_name,
             self._checkpoint_sub_path(self._resolved_partition_key or ""),
             self.kueue_queue_name,
+            self.pod_security,
+            self.retries,
             self.timeout_policy.describe(),
         )
         if not self.checkpoint_claim_name:
@@ -600,62 +676,22 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         if policy.stall_after is None:
             super().await_pod_completion(pod)
             return
-        stop = threading.Event()
-        watchdog = threading.Thread(target=self._watch_heartbeat, args=(pod, stop), daemon=True)
-        watchdog.start()
-        try:
-            super().await_pod_completion(pod)
-        finally:
-            stop.set()
-            watchdog.join(timeout=30)
-
-    def _log_tail(self, pod: k8s.V1Pod, *, lines: int) -> list[str]:
-        """The last ``lines`` lines of the training container's log.
-
-        Read raw: with ``_preload_content=True`` the kubernetes client returns ``str(bytes)``
-        (``"b'...\\n...'"``) for logs, which no line parser can use.
-        """
-        response = self.client.read_namespaced_pod_log(
-            pod.metadata.name,
-            pod.metadata.namespace,
-            container=self.base_container_name,
-            tail_lines=lines,
-            _preload_content=False,
-        )
-        try:
-            return bytes(response.data).decode("utf-8", errors="replace").splitlines()
-        finally:
-            response.release_conn()
-
-    def _watch_heartbeat(self, pod: k8s.V1Pod, stop: threading.Event) -> None:
-        watch = self._stall_watch()
-        while not stop.wait(self.timeout_policy.poll_interval.total_seconds()):
-            try:
-                tail = self._log_tail(pod, lines=200)
-            except Exception as err:  # a transient API error must not kill the job
-                self.log.debug("heartbeat watchdog could not read the log: %s", err)
-                continue
-            if tail:  # the pod is deleted below; its log cannot be read after that
-                self._last_log_lines = tail[-20:]
-            record = last_heartbeat_in(tail)
-            detail = watch.observe(record.step if record else None, time.monotonic())
-            if detail is not None:
-                self._stall_detail = f"{detail}; the watchdog deleted the pod"
-                self.log.error("pod %s is stalled: %s; deleting it", pod.metadata.name, self._stall_detail)
-                try:
-                    self.client.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
-                except Exception as err:
-                    self.log.warning("could not delete stalled pod %s: %s", pod.metadata.name, err)
-                return
-
-    def _stall_watch(self) -> StallWatch:
-        policy = self.timeout_policy
-        assert policy.stall_after is not None
-        return StallWatch(
+        watchdog = PodHeartbeatWatchdog(
+            read_tail=lambda: read_log_tail(self.client, pod, container=self.base_container_name, lines=200),
+            delete_pod=lambda: self.pod_manager.delete_pod(pod),
             stall_after=policy.stall_after.total_seconds(),
             startup_grace=policy.startup_timeout.total_seconds(),
-            started=time.monotonic(),
+            poll_interval=policy.poll_interval.total_seconds(),
+            pod_name=pod.metadata.name,
         )
+        try:
+            with watchdog:
+                super().await_pod_completion(pod)
+        finally:
+            if watchdog.last_log_lines:
+                self._last_log_lines = watchdog.last_log_lines
+            if watchdog.stall_detail:
+                self._stall_detail = watchdog.stall_detail
 
     # -- failure diagnosis -------------------------------------------------------------------------------
 
@@ -666,32 +702,41 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         xcom_result: dict[Any, Any] | None = None,
         context: Context | None = None,
     ) -> None:
-        """Diagnose a failed pod before KPO's cleanup deletes it, then fail with one clear message."""
+        """Diagnose a failed pod before KPO's cleanup deletes it, then fail with one clear message.
+
+        The message holds the classified reason, and KPO's own message (termination message, the
+        pod spec with ``log_pod_spec_on_failure``) whole at its end: never less than KPO says.
+        """
         diagnosis = None
         phase = getattr(getattr(remote_pod, "status", None), "phase", None)
         if not self._killed and remote_pod is not None and (phase != "Succeeded" or self._stall_detail):
-            diagnosis = self._diagnose(pod)
+            diagnosis = self._diagnose(pod, remote_pod)
         try:
             super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
         except AirflowException as err:
             if diagnosis is None or isinstance(err, AirflowSkipException):
                 raise
-            raise self._exception_for(diagnosis, pod) from err
+            raise self._exception_for(diagnosis, pod, upstream=str(err)) from err
         if diagnosis is not None and (self._stall_detail or diagnosis.kind is not FailureKind.UNKNOWN):
             raise self._exception_for(diagnosis, pod)
 
-    def _diagnose(self, pod: k8s.V1Pod) -> Diagnosis:
+    def _diagnose(self, pod: k8s.V1Pod, remote_pod: k8s.V1Pod | None) -> Diagnosis:
+        """Classify the failure from the freshest pod status there is.
+
+        A re-read can fail (the pod is already deleted: 404); then the ``remote_pod`` KPO last read
+        (with its status, exit codes and termination message) is used, never the request pod.
+        """
         api = self.client.api_client
         try:
             remote = api.sanitize_for_serialization(self.pod_manager.read_pod(pod))
         except Exception:
-            remote = api.sanitize_for_serialization(pod)
+            remote = api.sanitize_for_serialization(remote_pod if remote_pod is not None else pod)
         try:
             events = [api.sanitize_for_serialization(e) for e in self.pod_manager.read_pod_events(pod).items]
         except Exception:
             events = []
         try:
-            tail = self._log_tail(pod, lines=20)
+            tail = read_log_tail(self.client, pod, container=self.base_container_name, lines=20)
         except Exception:
             tail = []
         # A pod the stall watchdog deleted has no log left to read: keep what the watchdog saw last.
@@ -699,25 +744,17 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             self._last_log_lines = tail
         diagnosis = diagnose(remote, events, container=self.base_container_name)
         if self._stall_detail:
-            diagnosis = Diagnosis(
-                kind=FailureKind.STALLED,
-                reason=f"pod {pod.metadata.name} stalled: {self._stall_detail}",
-                hint=(
-                    "the program stopped making progress (deadlock, hung I/O, stuck collective); the retry "
-                    "resumes from the newest valid checkpoint. Raise stall_after only if single steps "
-                    "really take that long"
-                ),
-                retryable=True,
-                exit_code=diagnosis.exit_code,
-                events=diagnosis.events,
-            )
+            diagnosis = stalled(self._stall_detail, observed=diagnosis, subject=f"pod {pod.metadata.name}")
         return diagnosis
 
-    def _exception_for(self, diagnosis: Diagnosis, pod: k8s.V1Pod) -> AirflowException:
+    def _exception_for(
+        self, diagnosis: Diagnosis, pod: k8s.V1Pod, *, upstream: str | None = None
+    ) -> AirflowException:
         message = failure_message(
             diagnosis,
             pod_name=pod.metadata.name,
             namespace=pod.metadata.namespace,
             last_log_lines=self._last_log_lines,
+            upstream=upstream,
         )
         return AirflowException(message) if diagnosis.retryable else AirflowFailException(message)

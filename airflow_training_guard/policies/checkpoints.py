@@ -104,6 +104,35 @@ class CheckpointPolicy:
                     "checkpoints, every_steps=100 saves every 100 steps"
                 )
 
+    def relative_dir(self, *, dag_id: str, task_id: str, partition_key: str) -> str:
+        """The checkpoint directory relative to ``root`` (``a/b/c``, no empty, ``.`` or ``..`` segment).
+
+        Built from the template's segments, never by cutting an absolute path: a Kubernetes volume's
+        ``subPath`` must name the same directory as :meth:`checkpoint_dir` whatever spelling ``root``
+        has (``/mnt//checkpoints`` once cut two DAGs' sub-paths to the same folder).
+
+        :raises GuardConfigError: when a value is not a string or encodes to an over-long segment.
+        """
+        values = {
+            "dag_id": path_segment(dag_id),
+            "task_id": path_segment(task_id),
+            "partition_key": path_segment(partition_key),
+        }
+        segments = [segment.format_map(values) for segment in self.path_template.split("/") if segment]
+        for segment in segments:
+            if len(segment) > MAX_SEGMENT_LENGTH:
+                raise GuardConfigError(
+                    f"checkpoint path segment {segment[:60]!r}... is {len(segment)} characters long; file "
+                    f"systems accept at most {MAX_SEGMENT_LENGTH}. Shorten the literal text in path_template "
+                    f"{self.path_template!r} or the value"
+                )
+            if segment in (".", ".."):  # unreachable by construction (path_segment encodes both)
+                raise GuardConfigError(
+                    f"checkpoint path segment {segment!r} from path_template {self.path_template!r} would "
+                    "leave its folder; remove it from the template"
+                )
+        return "/".join(segments)
+
     def checkpoint_dir(self, *, dag_id: str, task_id: str, partition_key: str) -> str:
         """The absolute, normalised directory for one (DAG, task, partition_key); inside ``root``.
 
@@ -112,22 +141,11 @@ class CheckpointPolicy:
         :param partition_key: the partition the task trains on, e.g. ``berlin|2026-11-01``.
         :raises GuardConfigError: when a value is not a string or encodes to an over-long segment.
         """
-        values = {
-            "dag_id": path_segment(dag_id),
-            "task_id": path_segment(task_id),
-            "partition_key": path_segment(partition_key),
-        }
-        segments = [segment.format_map(values) for segment in self.path_template.split("/")]
-        for segment in segments:
-            if len(segment) > MAX_SEGMENT_LENGTH:
-                raise GuardConfigError(
-                    f"checkpoint path segment {segment[:60]!r}... is {len(segment)} characters long; file "
-                    f"systems accept at most {MAX_SEGMENT_LENGTH}. Shorten the literal text in path_template "
-                    f"{self.path_template!r} or the value"
-                )
+        relative = self.relative_dir(dag_id=dag_id, task_id=task_id, partition_key=partition_key)
         root = os.path.normpath(self.root)
-        result = os.path.normpath(os.path.join(root, *segments))
-        if not _is_inside(result, root):  # unreachable by construction; defence in depth
+        result = os.path.normpath(os.path.join(root, relative))
+        if not _is_inside(result, root) or os.path.relpath(result, root) != relative:
+            # unreachable by construction; defence in depth
             raise GuardConfigError(
                 f"checkpoint directory {result!r} would be outside the root {root!r}; check path_template "
                 f"{self.path_template!r}"

@@ -749,8 +749,38 @@ def diagnose(
     )
 
 
+def stalled(detail: str, *, observed: Diagnosis | None = None, subject: str = "pod") -> Diagnosis:
+    """The diagnosis for a job a watchdog found without heartbeat progress (and killed): retryable.
+
+    One definition for every launcher (the pod watchdog, the triggerer, the local process
+    supervisor), so a local run and a pod run agree that a stall is retried and resumes.
+
+    :param detail: what the watchdog saw, e.g. ``no heartbeat progress for 600s ...``.
+    :param observed: what :func:`diagnose` read from the pod afterwards (its exit code and events
+        are kept).
+    :param subject: what stalled, for the reason line (``pod train-x``, ``process 4242``).
+    """
+    return Diagnosis(
+        kind=FailureKind.STALLED,
+        reason=f"{subject} stalled: {detail}",
+        hint=(
+            "the program stopped making progress (deadlock, hung I/O, stuck collective); the retry "
+            "resumes from the newest valid checkpoint. Raise stall_after only if single steps "
+            "really take that long"
+        ),
+        retryable=True,
+        exit_code=observed.exit_code if observed else None,
+        events=observed.events if observed else (),
+    )
+
+
 def failure_message(
-    diagnosis: Diagnosis, *, pod_name: str, namespace: str, last_log_lines: Sequence[str]
+    diagnosis: Diagnosis,
+    *,
+    pod_name: str,
+    namespace: str,
+    last_log_lines: Sequence[str],
+    upstream: str | None = None,
 ) -> str:
     """One message for the task log and the exception: reason, hint, last log lines, pod events.
 
@@ -759,6 +789,9 @@ def failure_message(
     :param namespace: the pod's namespace.
     :param last_log_lines: the training container's last log lines; the last :data:`MAX_LOG_LINES`
         are shown, each cut at :data:`MAX_LINE_LENGTH` characters. Mask secrets before logging.
+    :param upstream: the message of the KubernetesPodOperator exception this one replaces (its
+        termination message, and the pod spec when ``log_pod_spec_on_failure``); kept whole at the
+        end, so the guard's message never carries less than the provider's.
     """
     verdict = "retryable" if diagnosis.retryable else "not retryable"
     lines = [
@@ -780,4 +813,7 @@ def failure_message(
         lines.extend(f"  {event}" for event in diagnosis.events)
     else:
         lines.append("pod events: none")
+    if upstream:
+        lines.append("KubernetesPodOperator reported:")
+        lines.append(upstream)
     return "\n".join(lines)

@@ -87,15 +87,22 @@ def test_invalid_gpu_count_is_rejected(bad: object) -> None:
 
 
 def test_safe_pod_defaults_run_as_non_root_without_privilege_escalation() -> None:
-    op = make()
-    assert op.security_context["runAsNonRoot"] is True
-    assert op.container_security_context["allowPrivilegeEscalation"] is False
-    assert op.container_security_context["capabilities"] == {"drop": ["ALL"]}
+    pod = make(namespace="default").build_pod_request_obj(None, dry_run=True)
+    assert pod.spec.security_context["runAsNonRoot"] is True
+    [container] = pod.spec.containers
+    assert container.security_context["allowPrivilegeEscalation"] is False
+    assert container.security_context["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_explicit_security_context_overrides_the_safe_default() -> None:
-    op = make(security_context={"runAsUser": 0})
-    assert op.security_context == {"runAsUser": 0}
+def test_explicit_security_context_is_kept_as_kpo_keeps_it_and_defaults_fill_the_rest() -> None:
+    op = make(namespace="default", security_context={"runAsUser": 1000})
+    assert op.security_context == {"runAsUser": 1000}
+    pod = op.build_pod_request_obj(None, dry_run=True)
+    assert pod.spec.security_context == {
+        "runAsUser": 1000,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def test_kueue_queue_name_becomes_the_local_queue_label() -> None:

@@ -1,0 +1,15 @@
+"""Pod-in/pod-out helpers and the pod watchdog that the Kubernetes operators compose.
+
+The room mirrors the cncf.kubernetes provider's own split (``PodGenerator.reconcile_pods``,
+``xcom_sidecar.add_xcom_sidecar``, ``PodManager``): each helper takes a ``V1Pod`` (or its
+serialised dict) and returns one, so the pod operator and the multi-node Job operator build the
+same pods from the same pieces, and every piece is tested without building an operator.
+
+- :mod:`.pod_building`: the training contract's environment, the checkpoint volume, guard
+  annotations, GPU resources and tolerations, safe security defaults for every container.
+- :mod:`.pod_security`: the Pod Security Standards check of the pod that will really be submitted.
+- :mod:`.images`: which images a pod runs, and the digest rule applied to each.
+- :mod:`.watchdog`: the heartbeat watchdog that deletes a stalled pod through ``PodManager``.
+
+No Airflow import at module level except in :mod:`.watchdog` (it drives the provider's PodManager).
+"""
