@@ -472,7 +472,11 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
 
     # -- execution ------------------------------------------------------------------------------------
 
-    def execute(self, context: Context) -> Any:
+    def _prepare_attempt(self, context: Context, *, pods: int = 1) -> None:
+        """Everything an attempt checks before a pod exists: key, pins, images, GPU capacity, config log.
+
+        :param pods: how many pods of this shape run at once (the Job operator's ranks).
+        """
         self._resolved_partition_key = resolve_partition_key(
             self.partition_key, context, task_id=self.task_id
         )
@@ -493,8 +497,11 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
                 self.image,
             )
         if self.gpus:
-            self._check_gpu_capacity()
+            self._check_gpu_capacity(pods=pods)
         self._log_effective_configuration()
+
+    def execute(self, context: Context) -> Any:
+        self._prepare_attempt(context)
         if self.deferrable and self.timeout_policy.stall_after is not None:
             # The triggerer runs the same watchdog (GuardedPodTrigger) while the worker slot is free.
             self.trigger_kwargs = {
@@ -614,7 +621,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             dag_id=self.dag_id, task_id=self.task_id, partition_key=partition_key
         )
 
-    def _check_gpu_capacity(self) -> None:
+    def _check_gpu_capacity(self, *, pods: int = 1) -> None:
         try:
             report = check_gpu_capacity(
                 gpu_request(
@@ -630,6 +637,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
                 fragmentation=self.gpu_fragmentation,
                 check_quota=self.check_gpu_quota,
                 kueue_queue_name=self.kueue_queue_name,
+                pods=pods,
             )
         except CapacityError as err:
             raise (AirflowException if err.retryable else AirflowFailException)(str(err)) from err
