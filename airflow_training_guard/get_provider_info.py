@@ -40,6 +40,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_training_guard.operators.local",
                     "airflow_training_guard.operators.training_pod",
+                    "airflow_training_guard.operators.training_job",
                     "airflow_training_guard.operators.promotion",
                     "airflow_training_guard.operators.preflight",
                 ],
