@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_training_guard.settings import is_templated
+
 if TYPE_CHECKING:
     from kubernetes.client import models as k8s
 
@@ -27,10 +29,6 @@ class PodImage:
     container: str
     image: str | None
     source: str
-
-
-def _is_templated(value: object) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def template_pod(
@@ -49,7 +47,7 @@ def template_pod(
     base: k8s.V1Pod | None = None
     source = ""
     if pod_template_file:
-        if _is_templated(pod_template_file):
+        if is_templated(pod_template_file):
             return None, f"pod_template_file {pod_template_file!r} (templated)"
         import os
 
@@ -58,7 +56,7 @@ def template_pod(
         base = PodGenerator.deserialize_model_file(pod_template_file)
         source = f"pod_template_file {pod_template_file!r}"
     elif pod_template_dict:
-        if any(_is_templated(v) for v in _walk_strings(pod_template_dict)):
+        if any(is_templated(v) for v in _walk_strings(pod_template_dict)):
             return None, "pod_template_dict (templated)"
         base = PodGenerator.deserialize_model_dict(pod_template_dict)
         source = "pod_template_dict"

@@ -68,6 +68,7 @@ from airflow_training_guard.policies.gpus import (
 from airflow_training_guard.policies.images import ImageReference, require_pinned
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
 from airflow_training_guard.runtime import contract
+from airflow_training_guard.settings import CONFIG_SECTION, OPTION_FORBID_UNPINNED_IMAGES, is_templated
 from airflow_training_guard.triggers.training_pod import (
     STALL_EVENT_KEY,
     STALL_SETTINGS_KEY,
@@ -83,7 +84,6 @@ if TYPE_CHECKING:
 KUEUE_QUEUE_LABEL = pod_building.KUEUE_QUEUE_LABEL
 ANNOTATION_PREFIX = pod_building.ANNOTATION_PREFIX
 CHECKPOINT_VOLUME = pod_building.CHECKPOINT_VOLUME
-CONFIG_SECTION = "training_guard"
 #: ``pod_security`` values: refuse violations of the restricted profile, or log them and go on.
 POD_SECURITY_MODES = ("restricted", "warn")
 #: SIGTERM on preemption gives the program this long to save a checkpoint before SIGKILL.
@@ -94,11 +94,7 @@ def _forbid_unpinned_images() -> bool:
     """The cluster-wide switch ``[training_guard] forbid_unpinned_images`` (airflow.cfg / env)."""
     from airflow.configuration import conf
 
-    return conf.getboolean(CONFIG_SECTION, "forbid_unpinned_images", fallback=False)
-
-
-def _is_templated(value: object) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+    return conf.getboolean(CONFIG_SECTION, OPTION_FORBID_UNPINNED_IMAGES, fallback=False)
 
 
 class _Given:
@@ -376,13 +372,13 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             where = f"image of container {self.base_container_name!r} from {source}"
         else:
             image, where = str(self.image), None
-        if not _is_templated(image):
+        if not is_templated(image):
             self.image_reference = self._require_pinned(image, where=where)
         if template is not None:
             for found in pod_images(template, base_container_name=self.base_container_name, source=source):
                 if found.container == f"container {self.base_container_name!r}":
                     continue  # the base container's image is checked above
-                if found.image and not _is_templated(found.image):
+                if found.image and not is_templated(found.image):
                     self._require_pinned(found.image, where=f"image of {found.container} from {found.source}")
 
     def _check_built_pod_images(self, pod: k8s.V1Pod) -> None:
