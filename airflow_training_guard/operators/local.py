@@ -49,6 +49,7 @@ from airflow_training_guard.policies.durations import DurationLike, format_durat
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
 from airflow_training_guard.runtime.checkpoint import Checkpointer
 from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, TrainingEnvironment
+from airflow_training_guard.secrets import redact
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -284,7 +285,8 @@ class LocalTrainingOperator(BaseOperator):
             final_step,
             training_env.resume_step,
         )
-        return {
+        # XCom is stored as returned, unmasked: what came from rendered fields goes through redact.
+        xcom = {
             "partition_key": partition_key,
             "checkpoint_dir": str(checkpoint_dir),
             "output_dir": str(output_dir),
@@ -296,6 +298,7 @@ class LocalTrainingOperator(BaseOperator):
             "manifest_path": str(Path(manifest.artifact_uri or output_dir) / MANIFEST_FILE_NAME),
             "manifest": manifest.to_dict(),
         }
+        return redact(xcom)
 
     def _write_manifest(
         self,
