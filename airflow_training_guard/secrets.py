@@ -30,7 +30,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["REPLACEMENT", "mask", "redact", "redact_text"]
+__all__ = ["REPLACEMENT", "RedactedError", "mask", "redact", "redact_text", "redacted_error"]
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +125,18 @@ def redact(value: T) -> T:
         return _walk(_airflow_redact(value))  # type: ignore[no-any-return]
     except Exception:  # fail closed
         return "<redaction-failed>"  # type: ignore[return-value]
+
+
+class RedactedError(Exception):
+    """Stands in for an exception whose text quoted a server, as the cause of one of ours.
+
+    Its text is the original's type and redacted text; its traceback is the original's, so the task
+    log still shows where the call failed, without what the server echoed.
+    """
+
+
+def redacted_error(err: BaseException) -> RedactedError:
+    """A :class:`RedactedError` for ``err``, to chain with ``raise ... from redacted_error(err)``."""
+    clean = RedactedError(f"{type(err).__module__}.{type(err).__qualname__}: {redact(str(err))}")
+    clean.__suppress_context__ = True
+    return clean.with_traceback(err.__traceback__)
