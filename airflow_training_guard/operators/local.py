@@ -402,7 +402,9 @@ class LocalTrainingOperator(BaseOperator):
             limits=limits,
             heartbeat_file=training_env.heartbeat_file if self.watch_heartbeat else None,
             cwd=self.cwd,
-            on_line=lambda line: self.log.info("[train] %s", line),
+            # Redacted here, not only by the log masker: Airflow 3.3's LocalExecutor also copies task
+            # logs to the scheduler's stdout through a masker that never learns run-time secrets.
+            on_line=lambda line: self.log.info("[train] %s", redact(line)),
         )
         try:
             return self._supervisor.run()
@@ -474,7 +476,7 @@ class LocalTrainingOperator(BaseOperator):
         }
         code = f" ({describe_returncode(outcome.returncode)})" if outcome.returncode is not None else ""
         step = outcome.last_heartbeat.step if outcome.last_heartbeat else "none"
-        lines = "\n".join(f"    {line}" for line in outcome.last_lines[-20:]) or "    (no output)"
+        lines = "\n".join(f"    {redact(line)}" for line in outcome.last_lines[-20:]) or "    (no output)"
         return (
             f"training {outcome.ending.value}{code} for partition_key={training_env.partition_key!r} "
             f"after {outcome.duration:.1f}s. {outcome.detail}. Last heartbeat step: {step}. "
@@ -497,4 +499,4 @@ class LocalTrainingOperator(BaseOperator):
             "attempt": training_env.attempt,
             "timeouts": self.timeout_policy.describe(),
         }
-        self.log.info("effective configuration: %s", json.dumps(config, sort_keys=True))
+        self.log.info("effective configuration: %s", json.dumps(redact(config), sort_keys=True))
