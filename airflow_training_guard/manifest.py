@@ -8,7 +8,12 @@ hash), the Python environment of the local launcher, the partition key and the c
 XCom, written next to the model artifact as ``run-manifest.json`` and read back by
 :func:`reproduce_config`, which gives the exact operator arguments to re-run it.
 
-Pure Python, standard library only, no Airflow import.
+Secrets never reach it: ``params``, ``checkpoints`` and ``artifact_uri`` pass through
+:func:`airflow_training_guard.secrets.redact` when a manifest is built, so a token on the training
+command line is recorded as ``***`` (re-supply it from its connection to reproduce the run).
+
+Pure Python, standard library only, no Airflow import (:mod:`..secrets` uses Airflow's masker only
+when Airflow is importable).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.secrets import redact
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE_NAME = "run-manifest.json"
@@ -85,7 +91,7 @@ class RunManifest:
     :param datasets: dataset repo id -> resolved commit SHA (40 hex), or data location -> content
         digest (``sha256:<64 hex>``, :mod:`airflow_training_guard.preflight.data`).
     :param models: model repo id -> resolved commit SHA (40 hex), or location -> content digest.
-    :param params: training parameters (JSON-able).
+    :param params: training parameters (JSON-able); secrets in them are recorded as ``***``.
     :param code: ``{"package_version": ..., "dag_file_sha256": ...}``.
     :param python_env: ``{"python": "3.11.7", "distributions_sha256": ...}`` for the local launcher
         (see :func:`python_environment`), else ``None``.
@@ -158,7 +164,9 @@ class RunManifest:
                 f"manifest field 'params' must be an object, got {type(self.params).__name__}"
             )
         _check_json_able("params", dict(self.params))
-        object.__setattr__(self, "params", _freeze_mapping(self.params))
+        # Params come from rendered template fields: a "{{ conn.hub.password }}" on the command line
+        # is masked in the task log but was written here, and to XCom, in clear (issue 14).
+        object.__setattr__(self, "params", _freeze_mapping(redact(dict(self.params))))
         if isinstance(self.checkpoints, str) or not isinstance(self.checkpoints, list | tuple):
             raise ManifestError(
                 f"manifest field 'checkpoints' must be a list of strings, got {self.checkpoints!r}"
@@ -166,7 +174,9 @@ class RunManifest:
         for path in self.checkpoints:
             if not isinstance(path, str) or not path:
                 raise ManifestError(f"manifest field 'checkpoints' has an entry {path!r} that is not a path")
-        object.__setattr__(self, "checkpoints", tuple(self.checkpoints))
+        object.__setattr__(self, "checkpoints", tuple(redact(list(self.checkpoints))))
+        if self.artifact_uri is not None:
+            object.__setattr__(self, "artifact_uri", redact(self.artifact_uri))
         if not isinstance(self.metrics, Mapping):
             raise ManifestError(
                 f"manifest field 'metrics' must be an object, got {type(self.metrics).__name__}"

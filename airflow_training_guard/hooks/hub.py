@@ -6,7 +6,8 @@ there, reads the model's parameter count, and on a miss suggests the closest exi
 5xx/429 is retried with backoff and then reported as unreachable, never as "not found".
 
 The connection (type ``huggingface_hub``): ``host`` is the endpoint (default
-``https://huggingface.co``), ``password`` the access token (masked in logs), extra
+``https://huggingface.co``), ``password`` the access token (masked before its first use; error
+texts quoted from the Hub are redacted, see :mod:`airflow_training_guard.secrets`), extra
 ``{"timeout": 10, "retries": 3, "backoff": 1.0}``.
 
 ``huggingface_hub`` is imported inside the methods, so importing this module stays light.
@@ -33,6 +34,7 @@ from airflow_training_guard.preflight.artifacts import (
     closest_names,
     format_suggestions,
 )
+from airflow_training_guard.secrets import mask, redact, redacted_error
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -110,10 +112,7 @@ class HubHook(BaseHook):
         if not endpoint.startswith(("http://", "https://")):
             endpoint = f"https://{endpoint}"
         token = self._token or password or None
-        if token:
-            from airflow.sdk.log import mask_secret
-
-            mask_secret(token)
+        mask(token)  # before its first use: a failing first request quotes it into errors
         try:
             timeout = float(
                 self._timeout if self._timeout is not None else extra.get("timeout", DEFAULT_TIMEOUT)
@@ -170,7 +169,7 @@ class HubHook(BaseHook):
                     raise
                 last = f"HTTP {status}"
             except (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError) as err:
-                last = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                last = f"{type(err).__name__}: {redact(str(err))}" if str(err) else type(err).__name__
             if attempt < retries:
                 wait = backoff * 2**attempt
                 log.warning("Hub %s: %s; retry %d/%d in %.1fs", what, last, attempt + 1, retries, wait)
@@ -219,8 +218,9 @@ class HubHook(BaseHook):
             if status in (401, 403):
                 raise self._access_error(spec, gated=False) from err
             raise HubRepoNotFoundError(
-                f"{what}: the Hub answered HTTP {status}: {err}", "check the repo id and the hub connection"
-            ) from err
+                f"{what}: the Hub answered HTTP {status}: {redact(str(err))}",
+                "check the repo id and the hub connection",
+            ) from redacted_error(err)
         sha = getattr(info, "sha", None)
         if not isinstance(sha, str) or not sha:
             raise HubRevisionNotFoundError(
@@ -260,7 +260,7 @@ class HubHook(BaseHook):
         try:
             candidates = self._call(f"the {repo_type}s of {author or name!r}", scan)
         except Exception as err:  # a suggestion is a courtesy: never hide the real error behind it
-            log.info("no suggestions for %s %r: %s", repo_type, repo_id, err)
+            log.info("no suggestions for %s %r: %s", repo_type, repo_id, redact(str(err)))
             return []
         return closest_names(repo_id, candidates)
 

@@ -7,6 +7,14 @@ is fetched (anonymously, or with the connection's login and password) and the re
 the distribution token spec describes. ``404`` means the digest is not in the registry; ``429`` and
 ``5xx`` are retried with backoff and then reported as unreachable or rate-limited.
 
+Credentials go only to the host they belong to (issue 14): the login and password are sent to the
+registry's own host, to a token service (``realm``) on that host, or to hosts the user lists in
+``credential_hosts`` (Docker Hub's ``auth.docker.io`` is listed for ``registry-1.docker.io``), and
+over https only unless the registry is on loopback or configured with ``scheme="http"``. A realm
+elsewhere is asked for an anonymous token instead. A redirect to another host (a blob store, a CDN)
+is followed without the ``Authorization`` header, as the Docker clients do; urllib's default
+redirect handler would copy it.
+
 Standard library only (``urllib``). :class:`OciRegistryClient` needs no Airflow;
 :class:`OciRegistryHook` reads credentials from an Airflow connection.
 """
@@ -21,12 +29,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import cached_property
-from typing import Any
+from typing import IO, Any
 
-from airflow_training_guard.exceptions import TrainingGuardError
+from airflow_training_guard.exceptions import GuardConfigError, TrainingGuardError
 from airflow_training_guard.policies.images import ImageReference, parse_image_reference
+from airflow_training_guard.secrets import mask
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,65 @@ MANIFEST_MEDIA_TYPES = (
 )
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+#: Token services known to belong to a registry on another host: credentials may go there.
+DEFAULT_CREDENTIAL_HOSTS: Mapping[str, tuple[str, ...]] = {"registry-1.docker.io": ("auth.docker.io",)}
+
+
+def _host_port(url: str) -> tuple[str, str]:
+    """``(scheme, host[:port])`` of ``url``, lowercased, default ports dropped."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return scheme, host
+
+
+def _normalise_host(host: str) -> str:
+    return _host_port(host if "://" in host else f"https://{host}")[1]
+
+
+class _CredentialRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, dropping ``Authorization`` when the target may not receive credentials.
+
+    urllib's own handler copies every header to the new URL, so a registry answering a manifest
+    request with ``307 Location: https://storage.example/...`` sent the registry password there.
+    """
+
+    def __init__(self, may_receive: Callable[[str], bool]) -> None:
+        self.may_receive = may_receive
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is None:
+            return None
+        if req.get_method() == "HEAD":
+            # urllib turns a redirected HEAD into a GET (a whole blob download); keep the method.
+            new = urllib.request.Request(
+                new.full_url,
+                headers=dict(new.header_items()),
+                origin_req_host=new.origin_req_host,
+                unverifiable=True,
+                method="HEAD",
+            )
+        if not self.may_receive(newurl):
+            new.remove_header("Authorization")
+            log.info(
+                "registry redirected to %s: following it without credentials (not the registry's host)",
+                _host_port(newurl)[1],
+            )
+        return new
 
 
 class RegistryError(TrainingGuardError):
@@ -78,6 +146,9 @@ class OciRegistryClient:
     :param timeout: seconds per request.
     :param retries: attempts after the first for timeouts, connection errors, 429 and 5xx.
     :param backoff: first wait between attempts, seconds; doubles (``Retry-After`` wins when larger).
+    :param credential_hosts: hosts (``host`` or ``host:port``) besides the registry's own that may
+        receive the credentials: a token service or a mirror on another host. Redirects and token
+        realms anywhere else get no credentials.
     """
 
     def __init__(
@@ -89,12 +160,21 @@ class OciRegistryClient:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 1.0,
+        credential_hosts: Collection[str] = (),
     ) -> None:
         if scheme not in (None, "http", "https"):
             raise TrainingGuardError(f"scheme {scheme!r} must be 'http', 'https' or None")
+        if isinstance(credential_hosts, str) or not all(
+            isinstance(host, str) and host for host in credential_hosts
+        ):
+            raise GuardConfigError(
+                f"credential_hosts {credential_hosts!r} must be a list of host names, e.g. ['auth.example.com']"
+            )
+        mask(password)
         self.username = username
         self.password = password
         self.scheme = scheme
+        self.credential_hosts = frozenset(_normalise_host(host) for host in credential_hosts)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -109,9 +189,27 @@ class OciRegistryClient:
         if self.username is None:
             return None
         raw = f"{self.username}:{self.password or ''}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
+        encoded = base64.b64encode(raw).decode()
+        mask(encoded)
+        return "Basic " + encoded
 
-    def _fetch_token(self, challenge: Mapping[str, str], image: str) -> str:
+    def _may_receive_credentials(self, url: str, registry_host: str) -> bool:
+        """Whether ``url`` may be sent the credentials of the registry at ``registry_host``.
+
+        Its host must be the registry's, or listed in ``credential_hosts`` (or
+        :data:`DEFAULT_CREDENTIAL_HOSTS`), and the scheme https, unless the registry is on loopback
+        or configured with ``scheme="http"`` (explicitly insecure).
+        """
+        scheme, host = _host_port(url)
+        registry = _normalise_host(registry_host)
+        allowed = {registry, *self.credential_hosts}
+        allowed.update(_normalise_host(h) for h in DEFAULT_CREDENTIAL_HOSTS.get(registry, ()))
+        if host not in allowed:
+            return False
+        insecure_ok = self.scheme == "http" or bool(_LOOPBACK.match(registry_host))
+        return scheme == "https" or (scheme == "http" and insecure_ok)
+
+    def _fetch_token(self, challenge: Mapping[str, str], image: str, registry_host: str) -> str:
         realm = challenge.get("realm")
         if not realm:
             raise RegistryAuthError(
@@ -121,9 +219,32 @@ class OciRegistryClient:
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         headers = {}
         credentials = self._credentials()
-        if credentials:
+        withheld = False
+        if credentials and self._may_receive_credentials(realm, registry_host):
             headers["Authorization"] = credentials
-        status, _, body = self._send("GET", url, headers, what=f"a token for {image}")
+        elif credentials:
+            # A registry (or whoever answers in its name) must not be able to send our password to a
+            # host of its choosing: ask that token service anonymously instead.
+            withheld = True
+            log.warning(
+                "image %s: the registry's token service %s is not on the registry's host %s (or not https); "
+                "asking it for an anonymous token, without the registry connection's credentials",
+                image,
+                realm,
+                registry_host,
+            )
+        status, _, body = self._send(
+            "GET", url, headers, what=f"a token for {image}", credential_host=registry_host
+        )
+        if status in (401, 403) and withheld:
+            raise RegistryAuthError(
+                f"image {image}: the token service {realm} refused anonymous access (HTTP {status}); the "
+                f"registry connection's credentials were not sent to it because {_host_port(realm)[1]} is "
+                f"not the registry's host {registry_host}"
+                + ("" if realm.lower().startswith("https://") else " and the realm is not https"),
+                f"if {_host_port(realm)[1]} is the registry's own token service, add it to "
+                '"credential_hosts" in the registry connection\'s extra (https only)',
+            )
         if status in (401, 403):
             raise RegistryAuthError(
                 f"image {image}: the token service {realm} refused "
@@ -137,22 +258,29 @@ class OciRegistryClient:
             )
         try:
             data = json.loads(body)
-            return str(data.get("token") or data["access_token"])
+            token = str(data.get("token") or data["access_token"])
         except (ValueError, KeyError, TypeError) as err:
             raise RegistryAuthError(
                 f"image {image}: the token service {realm} returned no token",
                 "check the registry's auth setup",
             ) from err
+        mask(token)
+        return token
 
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str], *, what: str
+        self, method: str, url: str, headers: Mapping[str, str], *, what: str, credential_host: str
     ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send with retries; redirects keep ``Authorization`` only towards ``credential_host``'s
+        allowed hosts (see :meth:`_may_receive_credentials`)."""
+        opener = urllib.request.build_opener(
+            _CredentialRedirectHandler(lambda target: self._may_receive_credentials(target, credential_host))
+        )
         last = ""
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2**attempt
             request = urllib.request.Request(url, method=method, headers=dict(headers))
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with opener.open(request, timeout=self.timeout) as response:
                     return response.status, dict(response.headers), response.read()
             except urllib.error.HTTPError as err:
                 status = err.code
@@ -191,13 +319,15 @@ class OciRegistryClient:
         key = (ref.registry_host, ref.api_repository)
         if key in self._tokens:
             headers["Authorization"] = f"Bearer {self._tokens[key]}"
-        status, response_headers, _ = self._send("HEAD", url, headers, what=image)
+        status, response_headers, _ = self._send(
+            "HEAD", url, headers, what=image, credential_host=ref.registry_host
+        )
         if status == 401:
             lowered = {k.lower(): v for k, v in response_headers.items()}
             challenge = parse_bearer_challenge(lowered.get("www-authenticate", ""))
             if challenge is not None:
                 challenge.setdefault("scope", f"repository:{ref.api_repository}:pull")
-                self._tokens[key] = self._fetch_token(challenge, image)
+                self._tokens[key] = self._fetch_token(challenge, image, ref.registry_host)
                 headers["Authorization"] = f"Bearer {self._tokens[key]}"
             elif self._credentials() is not None:
                 headers["Authorization"] = self._credentials() or ""
@@ -206,7 +336,9 @@ class OciRegistryClient:
                     f"image {image}: the registry requires authentication (HTTP 401)",
                     "set a login and password with pull access on the registry connection",
                 )
-            status, response_headers, _ = self._send("HEAD", url, headers, what=image)
+            status, response_headers, _ = self._send(
+                "HEAD", url, headers, what=image, credential_host=ref.registry_host
+            )
         if status in (401, 403):
             raise RegistryAuthError(
                 f"image {image}: the registry denied access (HTTP {status})",
@@ -271,7 +403,8 @@ class OciRegistryHook:
     """An :class:`OciRegistryClient` configured from an Airflow connection (any type, e.g. ``docker``).
 
     Reads ``login`` and ``password``, and extra ``{"scheme": "http", "timeout": 10, "retries": 3,
-    "backoff": 1.0}``. ``None`` as the connection id means anonymous access. The password is masked.
+    "backoff": 1.0, "credential_hosts": ["auth.example.com"]}``. ``None`` as the connection id means
+    anonymous access. The password is masked before it is first used.
 
     :param registry_conn_id: the connection id, or ``None``.
     """
@@ -285,14 +418,12 @@ class OciRegistryHook:
         kwargs: dict[str, Any] = {}
         if self.registry_conn_id is not None:
             from airflow.sdk import BaseHook
-            from airflow.sdk.log import mask_secret
 
             conn = BaseHook.get_connection(self.registry_conn_id)
-            if conn.password:
-                mask_secret(conn.password)
+            mask(conn.password)
             kwargs.update(username=conn.login or None, password=conn.password or None)
             extra = conn.extra_dejson
-            for name in ("scheme", "timeout", "retries", "backoff"):
+            for name in ("scheme", "timeout", "retries", "backoff", "credential_hosts"):
                 if name in extra:
                     kwargs[name] = extra[name]
         kwargs.update(self.client_kwargs)
@@ -308,6 +439,7 @@ class OciRegistryHook:
 
 
 __all__ = [
+    "DEFAULT_CREDENTIAL_HOSTS",
     "MANIFEST_MEDIA_TYPES",
     "DigestNotFoundError",
     "OciRegistryClient",

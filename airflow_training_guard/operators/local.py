@@ -49,6 +49,7 @@ from airflow_training_guard.policies.durations import DurationLike, format_durat
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
 from airflow_training_guard.runtime.checkpoint import Checkpointer
 from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, TrainingEnvironment
+from airflow_training_guard.secrets import redact
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -284,7 +285,8 @@ class LocalTrainingOperator(BaseOperator):
             final_step,
             training_env.resume_step,
         )
-        return {
+        # XCom is stored as returned, unmasked: what came from rendered fields goes through redact.
+        xcom = {
             "partition_key": partition_key,
             "checkpoint_dir": str(checkpoint_dir),
             "output_dir": str(output_dir),
@@ -296,6 +298,7 @@ class LocalTrainingOperator(BaseOperator):
             "manifest_path": str(Path(manifest.artifact_uri or output_dir) / MANIFEST_FILE_NAME),
             "manifest": manifest.to_dict(),
         }
+        return redact(xcom)
 
     def _write_manifest(
         self,
@@ -399,7 +402,9 @@ class LocalTrainingOperator(BaseOperator):
             limits=limits,
             heartbeat_file=training_env.heartbeat_file if self.watch_heartbeat else None,
             cwd=self.cwd,
-            on_line=lambda line: self.log.info("[train] %s", line),
+            # Redacted here, not only by the log masker: Airflow 3.3's LocalExecutor also copies task
+            # logs to the scheduler's stdout through a masker that never learns run-time secrets.
+            on_line=lambda line: self.log.info("[train] %s", redact(line)),
         )
         try:
             return self._supervisor.run()
@@ -471,7 +476,7 @@ class LocalTrainingOperator(BaseOperator):
         }
         code = f" ({describe_returncode(outcome.returncode)})" if outcome.returncode is not None else ""
         step = outcome.last_heartbeat.step if outcome.last_heartbeat else "none"
-        lines = "\n".join(f"    {line}" for line in outcome.last_lines[-20:]) or "    (no output)"
+        lines = "\n".join(f"    {redact(line)}" for line in outcome.last_lines[-20:]) or "    (no output)"
         return (
             f"training {outcome.ending.value}{code} for partition_key={training_env.partition_key!r} "
             f"after {outcome.duration:.1f}s. {outcome.detail}. Last heartbeat step: {step}. "
@@ -494,4 +499,4 @@ class LocalTrainingOperator(BaseOperator):
             "attempt": training_env.attempt,
             "timeouts": self.timeout_policy.describe(),
         }
-        self.log.info("effective configuration: %s", json.dumps(config, sort_keys=True))
+        self.log.info("effective configuration: %s", json.dumps(redact(config), sort_keys=True))

@@ -30,6 +30,7 @@ from airflow_training_guard.promotion import (
     registry_from_url,
     rollback,
 )
+from airflow_training_guard.secrets import redact
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -184,7 +185,7 @@ class PromoteModelOperator(_RegistryOperator):
                 backoff=self.backoff,
             )
         except RegistryError as err:
-            raise AirflowException(str(err)) from err
+            raise AirflowException(redact(str(err))) from err
         return self._finish(result, fail_on_reject=self.fail_on_reject)
 
 
@@ -241,7 +242,7 @@ class RollbackModelOperator(_RegistryOperator):
                 backoff=self.backoff,
             )
         except UnknownVersionError as err:
-            raise AirflowFailException(str(err)) from err
+            raise AirflowFailException(redact(str(err))) from err
         except RegistryError as err:
-            raise AirflowException(str(err)) from err
+            raise AirflowException(redact(str(err))) from err
         return self._finish(result, fail_on_reject=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.secrets import redact
 
 #: Default bound on the whole checklist's wall time, in seconds.
 DEFAULT_TOTAL_TIMEOUT = 120.0
@@ -161,12 +162,14 @@ def _guarded(check: Check) -> CheckResult:
             f"the check itself raised {type(err).__name__}: {err}",
             "see the task log for the traceback; report it if it is a bug in the check",
         )
+    # Problems and evidence quote servers (a Hub or registry error text): they reach the log, the
+    # task's exception and XCom, so they are redacted here, once, for every check (issue 14).
     return CheckResult(
         name=check.name,
         passed=result.passed,
-        evidence=result.evidence,
-        problem=result.problem,
-        fix=result.fix,
+        evidence=redact(result.evidence),
+        problem=redact(result.problem),
+        fix=redact(result.fix),
         pin=result.pin,
         duration=time.monotonic() - start,
     )

@@ -6,6 +6,11 @@ never disagree. The swap is ``create_commit(..., parent_commit=<head sha read>)`
 committed to the branch since we read it, the Hub answers HTTP 412 and we report a conflict.
 
 ``huggingface_hub`` is imported lazily: the SQL backend must not need it.
+
+The token (given, or the one ``huggingface_hub`` finds in ``HF_TOKEN`` or its token file) is
+registered with the secrets masker before the first request, and error texts quoted from the Hub
+are redacted (:mod:`airflow_training_guard.secrets`): a Hub that echoes the ``Authorization``
+header must not put the token into the task log or an exception (issue 14).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from airflow_training_guard.promotion.registry import (
     ProductionPointer,
     RegistryError,
 )
+from airflow_training_guard.secrets import mask, redact, redacted_error
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -53,6 +59,7 @@ class HubModelRegistry:
         history_path: str = "promotions/history.jsonl",
         cache_dir: str | Path | None = None,
     ) -> None:
+        mask(token)
         self.endpoint = endpoint
         self.token = token
         self.revision = revision
@@ -67,8 +74,10 @@ class HubModelRegistry:
     @property
     def api(self) -> HfApi:
         if self._api is None:
-            from huggingface_hub import HfApi
+            from huggingface_hub import HfApi, get_token
 
+            if self.token is None:
+                mask(get_token())  # the token huggingface_hub will send: HF_TOKEN or its token file
             self._api = HfApi(endpoint=self.endpoint, token=self.token)
         return self._api
 
@@ -81,8 +90,8 @@ class HubModelRegistry:
             info = self.api.model_info(repo_id, revision=self.revision)
         except HfHubHTTPError as err:
             raise RegistryError(
-                f"cannot read model repo {repo_id!r} at {self.revision!r} on {self.api.endpoint}: {err}"
-            ) from err
+                f"cannot read model repo {repo_id!r} at {self.revision!r} on {self.api.endpoint}: {redact(str(err))}"
+            ) from redacted_error(err)
         if not info.sha:
             raise RegistryError(f"model repo {repo_id!r} reported no commit SHA for {self.revision!r}")
         return info.sha
@@ -103,9 +112,9 @@ class HubModelRegistry:
             return None
         except (EntryNotFoundError, HfHubHTTPError) as err:
             raise RegistryError(
-                f"cannot download {path!r} of {repo_id!r} at {sha}: {err}; the Hub did not say the file is "
-                "missing, so the registry is not read as empty: retry when the Hub answers"
-            ) from err
+                f"cannot download {path!r} of {repo_id!r} at {sha}: {redact(str(err))}; the Hub did not say "
+                "the file is missing, so the registry is not read as empty: retry when the Hub answers"
+            ) from redacted_error(err)
         return Path(local).read_bytes()
 
     def read(self, model_name: str) -> Observed:
@@ -170,6 +179,6 @@ class HubModelRegistry:
             if status in CONFLICT_STATUSES:
                 return False
             raise RegistryError(
-                f"cannot commit the production pointer of {model_name!r} (HTTP {status}): {err}"
-            ) from err
+                f"cannot commit the production pointer of {model_name!r} (HTTP {status}): {redact(str(err))}"
+            ) from redacted_error(err)
         return True

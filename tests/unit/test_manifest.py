@@ -180,3 +180,24 @@ def test_utc_now_iso_parses() -> None:
     assert RunManifest.from_dict({**make().to_dict(), "created_at": utc_now_iso()}).created_at.endswith(
         "+00:00"
     )
+
+
+def test_secrets_in_params_checkpoints_and_artifact_uri_are_recorded_masked(tmp_path) -> None:
+    """Regression (issue 14): a token on the command line was written to run-manifest.json in clear."""
+    from airflow_training_guard.secrets import mask
+
+    token = "hf_" + "Zq8" * 12
+    mask(token)
+    manifest = make(
+        params={"command": ["python", "train.py", "--hub-token", token], "lr": 1e-5},
+        checkpoints=(f"/ckpt/{token}/step-1",),
+        artifact_uri="s3://ak:sk-very-secret@models/retrain",
+    )
+    path = manifest.write(tmp_path)
+    text = path.read_text()
+    assert token not in text and "sk-very-secret" not in text
+    assert manifest.params["command"] == ["python", "train.py", "--hub-token", "***"]
+    assert manifest.params["lr"] == 1e-5
+    assert manifest.checkpoints == ("/ckpt/***/step-1",)
+    assert manifest.artifact_uri == "s3://ak:***@models/retrain"
+    assert token not in json.dumps(reproduce_config(RunManifest.read(tmp_path)))

@@ -19,7 +19,8 @@ error headers:
 
 Faults: ``hub.fail_next(n, status)`` answers the next ``n`` requests with ``status`` (only those
 whose path contains ``path_contains=``, e.g. ``"/resolve/"`` for downloads);
-``hub.delay`` sleeps before every answer (timeouts).
+``hub.delay`` sleeps before every answer (timeouts); ``hub.echo_authorization = True`` makes those
+fault answers quote the request's ``Authorization`` header, as some proxies' error pages do.
 
 ``python tests/integration/hub/hub_server.py org/a org/b`` serves those model repos and prints the URL.
 """
@@ -79,6 +80,7 @@ class LocalHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[str] = []
         self.delay = 0.0
+        self.echo_authorization = False
         self.token = token
         self.commits_accepted = 0
         self.commits_refused = 0
@@ -237,7 +239,11 @@ class LocalHub:
                     time.sleep(hub.delay)
                 failure = hub._take_failure(self.path)
                 if failure is not None:
-                    self._json(failure, {"error": "upstream trouble"})
+                    if hub.echo_authorization:
+                        echo = f"upstream trouble; request had Authorization: {self.headers.get('Authorization')}"
+                        self._json(failure, {"error": echo}, {"X-Error-Message": echo})
+                    else:
+                        self._json(failure, {"error": "upstream trouble"})
                     return None
                 url = urlparse(self.path)
                 return [unquote(p) for p in url.path.split("/") if p], parse_qs(url.query)

@@ -111,3 +111,26 @@ def test_token_from_connection_is_masked(hub: LocalHub, monkeypatch: pytest.Monk
     assert hook.resolve(RepoSpec("acme/private-model")).sha
     assert hub.token in masked
     assert hook.settings["retries"] == 0
+
+
+def test_hub_error_echoing_the_authorization_header_is_redacted(hub: LocalHub) -> None:
+    """Regression (issue 14): a Hub error page quoting ``Authorization: Bearer hf_...`` put the token
+    into pre-flight's exception text and report."""
+    import traceback
+
+    from airflow_training_guard.preflight.checklist import run_checks
+    from airflow_training_guard.preflight.checks import hub_repo_check
+
+    hub.token = "hf_preflight" + "Xy9" * 10
+    hub.echo_authorization = True
+    hub.fail_next(10, 400, path_contains="/api/")
+    hook = make_hook(hub, token=hub.token, retries=0)
+    with pytest.raises(
+        HubRepoNotFoundError, match=r"(?s)the Hub answered HTTP 400: .*Authorization: \*\*\*"
+    ) as caught:
+        hook.resolve(RepoSpec("acme/private-model"))
+    assert hub.token not in "".join(traceback.format_exception(caught.value))
+    hub.fail_next(10, 400, path_contains="/api/")
+    report = run_checks([hub_repo_check(hook, RepoSpec("acme/private-model"))])
+    assert "Authorization: ***" in report.failure_message()
+    assert hub.token not in report.failure_message()

@@ -74,7 +74,7 @@ def _bearer_registry(
     httpserver: HTTPServer, digest: str, *, accept_credentials: bool = True
 ) -> list[Request]:
     seen: list[Request] = []
-    realm = httpserver.url_for("/token")
+    realm = f"http://127.0.0.1:{httpserver.port}/token"
 
     def manifests(request: Request) -> Response:
         seen.append(request)

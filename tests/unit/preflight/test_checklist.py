@@ -177,3 +177,20 @@ def test_repo_spec_coerce_and_suggestions() -> None:
     assert (spec.repo_id, spec.revision) == ("org/name", "v1")
     assert closest_names("org/ultrafedback", ["org/ultrafeedback", "org/zzz"]) == ["org/ultrafeedback"]
     assert format_suggestions(["a", "b"]) == "did you mean 'a' or 'b'?"
+
+
+def test_server_text_quoted_by_a_check_is_redacted_in_the_report() -> None:
+    """Regression (issue 14): a check's exception text quoting ``Authorization: Bearer ...`` went into
+    the pre-flight report, the task's exception and the log unredacted."""
+
+    def echoing() -> CheckResult:
+        raise RuntimeError("HTTP 502 from proxy; request headers: Authorization: Bearer sk9-unknown-token")
+
+    def failing() -> CheckResult:
+        return CheckResult.fail("registry", "denied: Bearer sk9-other-token99", "fix it")
+
+    report = run_checks([Check("hub", echoing), Check("registry", failing)])
+    message = report.failure_message()
+    assert "sk9-unknown-token" not in message and "sk9-other-token99" not in message
+    assert "request headers: Authorization: ***" in message
+    assert "denied: Bearer ***" in message
