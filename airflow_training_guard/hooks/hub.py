@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_training_guard.exceptions import GuardConfigError
-from airflow_training_guard.preflight.artifacts import (
+from airflow_training_guard.policies.hub_repos import (
     HubAccessError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,

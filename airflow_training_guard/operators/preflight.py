@@ -20,9 +20,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
+from airflow_training_guard.policies.hub_repos import HubClient, RepoSpec
 from airflow_training_guard.policies.images import parse_image_reference
 from airflow_training_guard.policies.timeouts import DEFAULT_BUFFER, validate_buffer
-from airflow_training_guard.preflight.artifacts import HubClient, RepoSpec
 from airflow_training_guard.preflight.checklist import (
     DEFAULT_TOTAL_TIMEOUT,
     Check,

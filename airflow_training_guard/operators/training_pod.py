@@ -68,6 +68,7 @@ from airflow_training_guard.policies.gpus import (
 from airflow_training_guard.policies.images import ImageReference, require_pinned
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
 from airflow_training_guard.runtime import contract
+from airflow_training_guard.secrets import redact
 from airflow_training_guard.settings import CONFIG_SECTION, OPTION_FORBID_UNPINNED_IMAGES, is_templated
 from airflow_training_guard.triggers.training_pod import (
     STALL_EVENT_KEY,
@@ -564,6 +565,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         }
         # KPO keeps do_xcom_push=False (True would add its xcom sidecar), so Airflow would drop the
         # return value: push it as the return value explicitly, for `train.output` downstream.
+        summary = redact(summary)  # rendered cmds/arguments can carry a templated token
         context["ti"].xcom_push(key="return_value", value=summary)
         return summary
 

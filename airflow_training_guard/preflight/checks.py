@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 from airflow_training_guard.exceptions import TrainingGuardError
 from airflow_training_guard.policies.durations import format_duration
 from airflow_training_guard.policies.gpus import GpuRequest, NodeShape, check_fit
+from airflow_training_guard.policies.hub_repos import HubClient, HubError, RepoSpec, is_commit_sha
 from airflow_training_guard.policies.timeouts import format_buffer
-from airflow_training_guard.preflight.artifacts import HubClient, HubError, RepoSpec, is_commit_sha
 from airflow_training_guard.preflight.checklist import Check, CheckResult
 from airflow_training_guard.preflight.data import DataPinError, content_digest, open_location
 from airflow_training_guard.preflight.estimates import estimate_cost, estimate_memory, format_parameters

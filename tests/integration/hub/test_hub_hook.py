@@ -7,7 +7,7 @@ import re
 import pytest
 
 from airflow_training_guard.hooks.hub import HubHook
-from airflow_training_guard.preflight.artifacts import (
+from airflow_training_guard.policies.hub_repos import (
     HubAccessError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,

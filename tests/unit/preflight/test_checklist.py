@@ -10,7 +10,7 @@ import pytest
 
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.policies.gpus import GpuRequest, NodeShape
-from airflow_training_guard.preflight.artifacts import (
+from airflow_training_guard.policies.hub_repos import (
     HubRepoNotFoundError,
     HubUnreachableError,
     RepoSpec,
