@@ -48,6 +48,18 @@ GPU_LIKE_RESOURCE = re.compile(r"gpu|mig-|tpu|neuron|gaudi|i915|accelerat", re.I
 DEFAULT_PAGE_SIZE = 500
 #: Per-node pod lists in flight at once.
 DEFAULT_MAX_WORKERS = 8
+#: ``[training_guard] gpu_node_label_selector`` (``AIRFLOW__TRAINING_GUARD__GPU_NODE_LABEL_SELECTOR``):
+#: the selector every hook uses when none is passed, so operators pick it up without an argument.
+CONFIG_SECTION = "training_guard"
+CONFIG_GPU_NODE_LABEL_SELECTOR = "gpu_node_label_selector"
+
+
+def configured_gpu_node_label_selector() -> str | None:
+    """``[training_guard] gpu_node_label_selector`` from the Airflow configuration, or None."""
+    from airflow.configuration import conf
+
+    value = conf.get(CONFIG_SECTION, CONFIG_GPU_NODE_LABEL_SELECTOR, fallback="") or ""
+    return value.strip() or None
 
 
 def parse_quantity(value: str | int | float) -> Decimal:
@@ -244,7 +256,9 @@ class KubernetesInventoryHook:
         ``"nvidia.com/gpu.present=true"`` (NVIDIA GPU feature discovery) or
         ``"cloud.google.com/gke-accelerator"`` (GKE): only those nodes are read. When no node it
         selects offers the resource, all nodes are read instead, so a wrong selector never turns
-        into a false "can never fit". Default: read every node.
+        into a false "can never fit"; a GPU node without the label is not seen, though. Default:
+        ``[training_guard] gpu_node_label_selector`` from the Airflow configuration, and when
+        that is empty, every node is read.
     :param page_size: items per list request (``limit``).
     :param max_workers: per-node pod lists sent at once.
     """
@@ -274,7 +288,11 @@ class KubernetesInventoryHook:
         self.config_file = config_file
         self.cluster_context = cluster_context
         self.in_cluster = in_cluster
-        self.gpu_node_label_selector = gpu_node_label_selector
+        self.gpu_node_label_selector = (
+            gpu_node_label_selector
+            if gpu_node_label_selector is not None
+            else configured_gpu_node_label_selector()
+        )
         self.page_size = page_size
         self.max_workers = max_workers
 
@@ -314,7 +332,9 @@ class KubernetesInventoryHook:
         kwargs = {"label_selector": label_selector} if label_selector else {}
         return [_slim_node(node) for node in self._pages(self.client.list_node, **kwargs)]
 
-    def list_pods_on_node(self, node_name: str, *, resource: str = DEFAULT_GPU_RESOURCE) -> list[dict[str, Any]]:
+    def list_pods_on_node(
+        self, node_name: str, *, resource: str = DEFAULT_GPU_RESOURCE
+    ) -> list[dict[str, Any]]:
         """The non-terminated pods bound to one node, slimmed to their ``resource`` requests."""
         return [
             _slim_pod(pod, resource)
@@ -342,7 +362,9 @@ class KubernetesInventoryHook:
         pods: list[dict[str, Any]] = []
         if candidates:
             with ThreadPoolExecutor(max_workers=min(self.max_workers, len(candidates))) as pool:
-                for node_pods in pool.map(lambda name: self.list_pods_on_node(name, resource=resource), candidates):
+                for node_pods in pool.map(
+                    lambda name: self.list_pods_on_node(name, resource=resource), candidates
+                ):
                     pods.extend(node_pods)
         return node_shapes(nodes, pods, resource=resource)
 

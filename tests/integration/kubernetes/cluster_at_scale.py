@@ -84,7 +84,16 @@ class _ScaleEmulator(_Emulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.indexes: dict[Any, _Index] = {}
+        self.resources_cache: tuple[int, list[kmock.resource]] | None = None
         self.responses: list[ListResponse] = []
+
+    def _get_resources(self) -> list[kmock.resource]:
+        # kmock collects the resources of every stored object on each request (a scan of 100,000
+        # pods per list); they change only when objects do.
+        cached = self.resources_cache
+        if cached is None or cached[0] != self._rv:
+            cached = self.resources_cache = (self._rv, super()._get_resources())
+        return list(cached[1])
 
     def _index(self, resource: kmock.resource) -> _Index:
         index = self.indexes.get(resource)
@@ -109,8 +118,9 @@ class _ScaleEmulator(_Emulator):
         try:
             matches = self._selectors(request)
             node_names = {
-                value for path, equal, value in parse_field_selector(params.get("fieldSelector")) if equal
-                and path == "spec.nodeName"
+                value
+                for path, equal, value in parse_field_selector(params.get("fieldSelector"))
+                if equal and path == "spec.nodeName"
             }
             limit = int(params.get("limit") or 0)
         except (SelectorError, ValueError) as err:
@@ -249,15 +259,24 @@ def node_object(
                 "topology.kubernetes.io/zone": "europe-west4-a",
                 **(labels or {}),
             },
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
         },
         "spec": spec,
         "status": {
             "capacity": dict(resources),
             "allocatable": dict(resources),
             "conditions": [
-                {"type": t, "status": s, "reason": r, "lastHeartbeatTime": now, "lastTransitionTime": now,
-                 "message": f"kubelet reports {r}"}
+                {
+                    "type": t,
+                    "status": s,
+                    "reason": r,
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                    "message": f"kubelet reports {r}",
+                }
                 for t, s, r in [
                     ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
                     ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
@@ -265,7 +284,10 @@ def node_object(
                     ("Ready", "True", "KubeletReady"),
                 ]
             ],
-            "addresses": [{"type": "InternalIP", "address": "10.0.0.10"}, {"type": "Hostname", "address": name}],
+            "addresses": [
+                {"type": "InternalIP", "address": "10.0.0.10"},
+                {"type": "Hostname", "address": name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
                 "architecture": "amd64",
@@ -280,8 +302,10 @@ def node_object(
                 "systemUUID": str(uuid.uuid4()),
             },
             "images": [
-                {"names": [f"{image}@sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}", f"{image}:v1.{i}"],
-                 "sizeBytes": size * 1_000_000}
+                {
+                    "names": [f"{image}@sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}", f"{image}:v1.{i}"],
+                    "sizeBytes": size * 1_000_000,
+                }
                 for i, (image, size) in enumerate(_IMAGES)
             ],
         },
@@ -308,11 +332,22 @@ def pod_object(
         "name": "main",
         "image": image,
         "args": ["--port=8080", "--log-level=info"],
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-                {"name": "ENVIRONMENT", "value": "production"}],
+        "env": [
+            {
+                "name": "POD_NAME",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+            },
+            {"name": "ENVIRONMENT", "value": "production"},
+        ],
         "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
         "resources": {"requests": requests, "limits": limits},
-        "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True}],
+        "volumeMounts": [
+            {
+                "name": "kube-api-access",
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                "readOnly": True,
+            }
+        ],
         "imagePullPolicy": "IfNotPresent",
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
@@ -329,13 +364,36 @@ def pod_object(
         "enableServiceLinks": True,
         "priority": 0,
         "tolerations": [
-            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
         ],
-        "volumes": [{"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-        ]}}],
+        "volumes": [
+            {
+                "name": "kube-api-access",
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {
+                            "configMap": {
+                                "name": "kube-root-ca.crt",
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            }
+                        },
+                    ],
+                },
+            }
+        ],
     }
     if init_gpus:
         spec["initContainers"] = [
@@ -349,27 +407,57 @@ def pod_object(
         state = (
             {"running": {"startedAt": started}}
             if phase == "Running"
-            else {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "reason": "Completed" if phase == "Succeeded" else "Error", "startedAt": started, "finishedAt": started}}
+            else {
+                "terminated": {
+                    "exitCode": 0 if phase == "Succeeded" else 1,
+                    "reason": "Completed" if phase == "Succeeded" else "Error",
+                    "startedAt": started,
+                    "finishedAt": started,
+                }
+            }
         )
         status.update(
             {
-                "conditions": [{"type": t, "status": "True", "lastTransitionTime": started}
-                               for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")],
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": started}
+                    for t in (
+                        "PodReadyToStartContainers",
+                        "Initialized",
+                        "Ready",
+                        "ContainersReady",
+                        "PodScheduled",
+                    )
+                ],
                 "hostIP": "10.0.0.10",
                 "hostIPs": [{"ip": "10.0.0.10"}],
                 "podIP": "10.244.3.17",
                 "podIPs": [{"ip": "10.244.3.17"}],
                 "startTime": started,
-                "containerStatuses": [{
-                    "name": "main", "state": state, "lastState": {}, "ready": phase == "Running", "restartCount": 0,
-                    "image": image, "imageID": f"{image.split(':')[0]}@sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}",
-                    "containerID": f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}", "started": phase == "Running",
-                }],
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "state": state,
+                        "lastState": {},
+                        "ready": phase == "Running",
+                        "restartCount": 0,
+                        "image": image,
+                        "imageID": f"{image.split(':')[0]}@sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}",
+                        "containerID": f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}",
+                        "started": phase == "Running",
+                    }
+                ],
             }
         )
     else:
-        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                 "message": "0/5000 nodes are available", "lastTransitionTime": started}]
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/5000 nodes are available",
+                "lastTransitionTime": started,
+            }
+        ]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -378,8 +466,16 @@ def pod_object(
             "generateName": name.rsplit("-", 1)[0] + "-",
             "namespace": namespace,
             "labels": {"app.kubernetes.io/name": name.rsplit("-", 2)[0], "pod-template-hash": "7d9f8c6b5"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name.rsplit("-", 1)[0],
-                                 "uid": str(uuid.uuid4()), "controller": True, "blockOwnerDeletion": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": name.rsplit("-", 1)[0],
+                    "uid": str(uuid.uuid4()),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": spec,
         "status": status,
@@ -440,17 +536,33 @@ def build_cluster(shape: ClusterShape = ClusterShape()) -> tuple[list[dict[str, 
             add(f"ds{d}-{node}", namespace="kube-system", node=node, image=_IMAGES[d][0] + ":v1.0")
     for node in gpu_names:
         for a in range(shape.gpu_agents):
-            add(f"gpu-agent{a}-{node}", namespace="gpu-operator", node=node, image=_IMAGES[3 + a][0] + ":v0.15")
+            add(
+                f"gpu-agent{a}-{node}",
+                namespace="gpu-operator",
+                node=node,
+                image=_IMAGES[3 + a][0] + ":v0.15",
+            )
         target = rng.randint(0, shape.gpus_per_node)
         used = 0
         while used < target:
             size = rng.choice([s for s in (1, 2, 4, 8) if used + s <= shape.gpus_per_node])
-            add(f"train-{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}-x", namespace="ml", node=node, gpus=size,
-                image="nvcr.io/nvidia/pytorch:24.10-py3")
+            add(
+                f"train-{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}-x",
+                namespace="ml",
+                node=node,
+                gpus=size,
+                image="nvcr.io/nvidia/pytorch:24.10-py3",
+            )
             used += size
         if rng.random() < 0.3:  # finished training pods still listed: they hold no GPUs
-            add(f"train-{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}-done", namespace="ml", node=node,
-                gpus=8, phase=rng.choice(["Succeeded", "Failed"]), image="nvcr.io/nvidia/pytorch:24.10-py3")
+            add(
+                f"train-{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}-done",
+                namespace="ml",
+                node=node,
+                gpus=8,
+                phase=rng.choice(["Succeeded", "Failed"]),
+                image="nvcr.io/nvidia/pytorch:24.10-py3",
+            )
     remaining = shape.pods - len(pods)
     finished = int(remaining * shape.finished_fraction)
     pending = int(remaining * shape.pending_fraction)
@@ -463,3 +575,19 @@ def build_cluster(shape: ClusterShape = ClusterShape()) -> tuple[list[dict[str, 
         else:
             add(f"web-{i:06d}-app", namespace="apps", node=node)
     return nodes, pods
+
+
+def full_listing_shapes(core_v1: Any, *, resource: str = "nvidia.com/gpu") -> list[Any]:
+    """The capacity check as it read the cluster before issue 17, for side-by-side comparison:
+    every node and every non-terminated pod, deserialized into client models and back."""
+    from airflow_training_guard.hooks.kubernetes_inventory import node_shapes
+
+    plain = core_v1.api_client.sanitize_for_serialization
+    nodes = [plain(node) for node in core_v1.list_node().items]
+    pods = [
+        plain(pod)
+        for pod in core_v1.list_pod_for_all_namespaces(
+            field_selector="status.phase!=Succeeded,status.phase!=Failed"
+        ).items
+    ]
+    return node_shapes(nodes, pods, resource=resource)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from kubernetes.utils.quantity import parse_quantity as kubernetes_parse_quantity
 
 from airflow_training_guard.exceptions import GuardConfigError
@@ -144,7 +143,9 @@ def test_gpu_allocatable_that_is_not_a_whole_number_is_refused(value: str) -> No
 
 
 def test_unparsable_gpu_allocatable_names_node_and_value() -> None:
-    with pytest.raises(GuardConfigError, match=r"^node 'gpu-a' status\.allocatable\['nvidia\.com/gpu'\]: 'eight' is not"):
+    with pytest.raises(
+        GuardConfigError, match=r"^node 'gpu-a' status\.allocatable\['nvidia\.com/gpu'\]: 'eight' is not"
+    ):
         node_shapes([node("gpu-a", "eight")], [], resource=GPU)
 
 
@@ -153,7 +154,11 @@ def test_mig_only_nodes_read_for_nvidia_gpu_name_the_mig_resource_to_use() -> No
     (no node has more than 0)" instead of the resource name the nodes offer."""
     mig = "nvidia.com/mig-1g.10gb"
     shapes = node_shapes(
-        [node("mig-a", "7", resource=mig), node("mig-b", "7", resource=mig), node("cpu-1", "0", resource="cpu")],
+        [
+            node("mig-a", "7", resource=mig),
+            node("mig-b", "7", resource=mig),
+            node("cpu-1", "0", resource="cpu"),
+        ],
         [],
         resource=GPU,
     )
@@ -170,7 +175,13 @@ def test_mig_only_nodes_read_for_nvidia_gpu_name_the_mig_resource_to_use() -> No
 def test_only_gpu_like_extended_resources_are_carried_and_odd_values_are_ignored() -> None:
     raw = node("gpu-a", "8")
     raw["status"]["allocatable"].update(
-        {"amd.com/gpu": "2", "hugepages-2Mi": "0", "rdma/hca": "1", "google.com/tpu": "junk", "aws.amazon.com/neuron": "0"}
+        {
+            "amd.com/gpu": "2",
+            "hugepages-2Mi": "0",
+            "rdma/hca": "1",
+            "google.com/tpu": "junk",
+            "aws.amazon.com/neuron": "0",
+        }
     )
     assert dict(node_shapes([raw], [], resource=GPU)[0].other_gpu_resources) == {"amd.com/gpu": 2}
 
@@ -180,9 +191,22 @@ def test_only_gpu_like_extended_resources_are_carried_and_odd_values_are_ignored
     [
         ({"page_size": 0}, r"^page_size 0 must be an integer >= 1$"),
         ({"max_workers": True}, r"^max_workers True must be an integer >= 1$"),
-        ({"gpu_node_label_selector": " "}, r"^gpu_node_label_selector ' ' must be a non-empty label selector"),
+        (
+            {"gpu_node_label_selector": " "},
+            r"^gpu_node_label_selector ' ' must be a non-empty label selector",
+        ),
     ],
 )
 def test_hook_settings_are_checked(kwargs: dict, message: str) -> None:
     with pytest.raises(GuardConfigError, match=message):
         KubernetesInventoryHook("kubernetes_default", **kwargs)
+
+
+def test_gpu_node_label_selector_comes_from_the_airflow_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW__TRAINING_GUARD__GPU_NODE_LABEL_SELECTOR", "nvidia.com/gpu.present=true")
+    assert KubernetesInventoryHook().gpu_node_label_selector == "nvidia.com/gpu.present=true"
+    assert KubernetesInventoryHook(gpu_node_label_selector="pool=a100").gpu_node_label_selector == "pool=a100"
+    monkeypatch.setenv("AIRFLOW__TRAINING_GUARD__GPU_NODE_LABEL_SELECTOR", "")
+    assert KubernetesInventoryHook().gpu_node_label_selector is None

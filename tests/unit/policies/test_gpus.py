@@ -487,7 +487,9 @@ def test_implausible_node_gpu_count_is_refused() -> None:
         r"on one node\); the inventory is misread \(a quantity such as '1T' is 10\*\*12\)",
     ):
         NodeShape("huge", 10**12, 0)
-    with pytest.raises(GuardConfigError, match=r"other_gpu_resources\['nvidia\.com/mig-1g\.10gb'\] 5000 is not"):
+    with pytest.raises(
+        GuardConfigError, match=r"other_gpu_resources\['nvidia\.com/mig-1g\.10gb'\] 5000 is not"
+    ):
         NodeShape("gpu-a", 8, 8, other_gpu_resources={MIG: 5000})
 
 
@@ -499,7 +501,9 @@ def test_implausible_node_gpu_count_is_refused() -> None:
         ([4096, 4093], 2, "1"),  # 4093 is prime
     ],
 )
-def test_fragmentation_names_the_packing_shapes_of_large_nodes(sizes: list[int], gpus: int, packing: str) -> None:
+def test_fragmentation_names_the_packing_shapes_of_large_nodes(
+    sizes: list[int], gpus: int, packing: str
+) -> None:
     report = check_fit(GpuRequest(gpus), [node(f"n{i}", size) for i, size in enumerate(sizes)])
     assert report.fragmentation_warning is not None
     assert f"Requests of {packing} GPUs pack nodes of" in report.fragmentation_warning
