@@ -95,9 +95,9 @@ INVENTORIES = {
     "mixed-small": mixed_small,
     "mig-only": mig_only,
     "no-gpus": lambda: ([node_object(f"cpu-{i}") for i in range(3)], [pod_object("web-1-x", node="cpu-0")]),
-    "cluster-seed-1": lambda: build_cluster(ClusterShape(nodes=60, gpu_nodes=12, pods=900, seed=1)),
+    "cluster-seed-1": lambda: build_cluster(ClusterShape(nodes=30, gpu_nodes=8, pods=300, seed=1)),
     "cluster-seed-2": lambda: build_cluster(
-        ClusterShape(nodes=40, gpu_nodes=30, pods=500, gpus_per_node=4, seed=2)
+        ClusterShape(nodes=20, gpu_nodes=15, pods=200, gpus_per_node=4, seed=2)
     ),
 }
 
