@@ -18,6 +18,7 @@ Pure Python, standard library only, no Airflow or kubernetes import: the invento
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,10 @@ TAINT_EFFECTS = frozenset({"NoSchedule", "PreferNoSchedule", "NoExecute"})
 TOLERATION_OPERATORS = frozenset({"Equal", "Exists"})
 #: Nodes listed in an error message before the rest is summarised.
 MAX_INVENTORY_NODES = 40
+#: The most GPUs of one resource a node may report. Real nodes have 1 to 16 GPUs, or a few dozen
+#: MIG slices or time-sliced replicas; more is a misread quantity (``"1T"`` is 10**12 GPUs), and
+#: such a node once hung the fit check (issue 13). Inventories beyond this are refused.
+MAX_GPUS_PER_NODE = 4096
 
 
 class GpuShapeError(GuardConfigError):
@@ -168,6 +173,9 @@ class NodeShape:
         report fewer GPUs than running pods hold).
     :param labels: the node's labels, matched against ``node_selector``.
     :param taints: the node's taints, matched against tolerations.
+    :param other_gpu_resources: GPU-like extended resources the node offers besides the one this
+        shape describes, name to allocatable (``{"nvidia.com/mig-1g.10gb": 7}``): when no node
+        offers the requested resource, the error names these and suggests the resource name.
     """
 
     name: str
@@ -175,6 +183,7 @@ class NodeShape:
     gpus_free: int
     labels: Mapping[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    other_gpu_resources: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -182,6 +191,7 @@ class NodeShape:
         where = f"node {self.name!r}"
         validate_gpu_count(self.gpus_allocatable, name=f"{where}: gpus_allocatable")
         validate_gpu_count(self.gpus_free, name=f"{where}: gpus_free")
+        _check_plausible(self.gpus_allocatable, f"{where}: gpus_allocatable")
         if self.gpus_free > self.gpus_allocatable:
             raise GuardConfigError(
                 f"{where}: gpus_free {self.gpus_free} is more than gpus_allocatable {self.gpus_allocatable}; "
@@ -192,6 +202,25 @@ class NodeShape:
         if not all(isinstance(taint, Taint) for taint in taints):
             raise GuardConfigError(f"{where}: taints {self.taints!r} must be Taint values")
         object.__setattr__(self, "taints", taints)
+        others = self.other_gpu_resources
+        if not isinstance(others, Mapping) or not all(isinstance(key, str) and key for key in others):
+            raise GuardConfigError(
+                f"{where}: other_gpu_resources {others!r} must map resource names to GPU counts, "
+                "e.g. {'nvidia.com/mig-1g.10gb': 7}"
+            )
+        for key, count in others.items():
+            validate_gpu_count(count, name=f"{where}: other_gpu_resources[{key!r}]")
+            _check_plausible(count, f"{where}: other_gpu_resources[{key!r}]")
+        object.__setattr__(self, "other_gpu_resources", MappingProxyType(dict(others)))
+
+
+def _check_plausible(count: int, what: str) -> None:
+    if count > MAX_GPUS_PER_NODE:
+        raise GuardConfigError(
+            f"{what} {count} is not a plausible GPU count (more than {MAX_GPUS_PER_NODE} on one node); "
+            "the inventory is misread (a quantity such as '1T' is 10**12): check the node's "
+            "status.allocatable, and the resource name"
+        )
 
 
 @dataclass(frozen=True)
@@ -348,7 +377,9 @@ def _gpus(count: int) -> str:
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of ``n`` in ascending order, by trial division up to sqrt(n) (n <= 4096 here)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 def _fragmentation(gpus: int, capable: Sequence[NodeFit]) -> str | None:
@@ -405,13 +436,56 @@ def check_fit(request: GpuRequest, nodes: Sequence[NodeShape]) -> FitReport:
     )
 
 
-def _never_fits_message(request: GpuRequest, report: FitReport) -> str:
+def _offered_resources_text(request: GpuRequest, nodes: Sequence[NodeShape]) -> str:
+    """Why a request for a resource no node offers fails, and the resource name to use instead."""
+    offered: dict[str, list[tuple[str, int]]] = {}
+    for node in nodes:
+        for resource, count in node.other_gpu_resources.items():
+            if count > 0:
+                offered.setdefault(resource, []).append((node.name, count))
+    head = (
+        f"GPU request of {request.describe()} can never fit: none of the {len(nodes)} nodes offers "
+        f"{request.resource} (every node has 0 allocatable)"
+    )
+    if not offered:
+        return (
+            f"{head}, and none offers another GPU-like resource. Check the resource name (the device "
+            f"plugin registers e.g. {DEFAULT_GPU_RESOURCE!r}) and that the device plugin runs on the GPU nodes"
+        )
+    parts = []
+    for resource in sorted(offered):
+        holders = offered[resource]
+        names = ", ".join(name for name, _ in holders[:3]) + (
+            f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+        )
+        most = max(count for _, count in holders)
+        parts.append(f"{resource} (up to {most} per node, on {names})")
+    # Suggest a name that can hold the request, from the same vendor if possible, then the closest.
+    big_enough = [r for r in offered if max(c for _, c in offered[r]) >= request.gpus] or list(offered)
+    vendor = request.resource.partition("/")[0]
+    same_vendor = [r for r in big_enough if r.partition("/")[0] == vendor] or big_enough
+    suggestion = max(
+        sorted(same_vendor),
+        key=lambda r: difflib.SequenceMatcher(None, request.resource, r).ratio(),
+    )
+    return (
+        f"{head}. The nodes offer {'; '.join(parts)}. Fix: request the resource the nodes offer, e.g. "
+        f"resource={suggestion!r} (gpu_resource= on the operator); MIG slices and time-sliced "
+        "replicas are registered under their own names"
+    )
+
+
+def _never_fits_message(request: GpuRequest, report: FitReport, nodes: Sequence[NodeShape]) -> str:
     if not report.nodes:
         return (
             f"GPU request of {request.describe()} can never fit: the inventory has no nodes with "
             f"{request.resource}. Check the resource name (the device plugin registers e.g. "
             f"{DEFAULT_GPU_RESOURCE!r}) and that GPU nodes are in the cluster"
         )
+    if all(node.gpus_allocatable == 0 for node in report.nodes):
+        # Issue 13: MIG-only nodes read for nvidia.com/gpu used to come back as eligible nodes
+        # with 0 GPUs, and the fix said "split the job across pods (no node has more than 0)".
+        return _offered_resources_text(request, nodes)
     eligible_sizes = [node.gpus_allocatable for node in report.nodes if node.eligible]
     largest_any = max(node.gpus_allocatable for node in report.nodes)
     fixes = []
@@ -458,7 +532,7 @@ def require_fit(
         ) from None
     report = check_fit(request, nodes)
     if not report.fits_ever:
-        raise GpuShapeError(_never_fits_message(request, report))
+        raise GpuShapeError(_never_fits_message(request, report, nodes))
     if report.fragmentation_warning is not None:
         if policy is FragmentationPolicy.REJECT:
             raise GpuShapeError(

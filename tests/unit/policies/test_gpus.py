@@ -426,3 +426,91 @@ def test_fit_report_is_consistent(nodes: list[NodeShape], gpus: int) -> None:
     if report.fits_now:
         best = next(shape for shape in nodes if shape.name == report.best_node)
         assert best.gpus_free >= gpus
+
+
+# -- a resource no node offers, implausible inventories (issue 13 §4) --------------------------------
+
+
+MIG = "nvidia.com/mig-1g.10gb"
+
+
+def test_resource_no_node_offers_names_the_offered_resources_and_the_name_to_use() -> None:
+    """Regression: MIG-only nodes read for nvidia.com/gpu came back as eligible nodes with 0 GPUs, and
+    the fix said "split the job across pods (no node has more than 0)"."""
+    nodes = [
+        node("gpu-a", 0, other_gpu_resources={MIG: 7, "nvidia.com/mig-3g.40gb": 2}),
+        node("gpu-b", 0, other_gpu_resources={MIG: 7}),
+        node("cpu-1", 0),
+    ]
+    with pytest.raises(GpuShapeError) as caught:
+        require_fit(GpuRequest(2), nodes)
+    message = str(caught.value)
+    assert message == (
+        "GPU request of 2 nvidia.com/gpu can never fit: none of the 3 nodes offers nvidia.com/gpu (every "
+        "node has 0 allocatable). The nodes offer nvidia.com/mig-1g.10gb (up to 7 per node, on gpu-a, "
+        "gpu-b); nvidia.com/mig-3g.40gb (up to 2 per node, on gpu-a). Fix: request the resource the nodes "
+        "offer, e.g. resource='nvidia.com/mig-1g.10gb' (gpu_resource= on the operator); MIG slices and "
+        "time-sliced replicas are registered under their own names"
+    )
+    assert "split the job" not in message
+
+
+def test_suggested_resource_can_hold_the_request() -> None:
+    nodes = [node("gpu-a", 0, other_gpu_resources={MIG: 7, "nvidia.com/mig-7g.80gb": 1})]
+    with pytest.raises(GpuShapeError, match=r"e\.g\. resource='nvidia\.com/mig-1g\.10gb'"):
+        require_fit(GpuRequest(4), nodes)
+    with pytest.raises(GpuShapeError, match=r"e\.g\. resource='amd\.com/gpu'"):
+        require_fit(GpuRequest(1), [node("mi300", 0, other_gpu_resources={"amd.com/gpu": 8})])
+
+
+def test_nodes_without_any_gpu_like_resource_say_to_check_the_name_and_the_device_plugin() -> None:
+    with pytest.raises(
+        GpuShapeError,
+        match=r"^GPU request of 1 nvidia\.com/gpu can never fit: none of the 2 nodes offers nvidia\.com/gpu "
+        r"\(every node has 0 allocatable\), and none offers another GPU-like resource\. Check the resource "
+        r"name .*and that the device plugin runs on the GPU nodes$",
+    ):
+        require_fit(GpuRequest(1), [node("cpu-1", 0), node("cpu-2", 0)])
+
+
+def test_some_nodes_with_the_resource_keep_the_too_small_message() -> None:
+    nodes = [node("gpu-a", 4), node("mig-a", 0, other_gpu_resources={MIG: 7})]
+    with pytest.raises(GpuShapeError, match=r"split the job across pods \(no node has more than 4\)$"):
+        require_fit(GpuRequest(8), nodes)
+
+
+def test_implausible_node_gpu_count_is_refused() -> None:
+    """Regression: a node with a misparsed allocatable ("1T" = 10**12 GPUs) hung the fit check."""
+    with pytest.raises(
+        GuardConfigError,
+        match=r"^node 'huge': gpus_allocatable 1000000000000 is not a plausible GPU count \(more than 4096 "
+        r"on one node\); the inventory is misread \(a quantity such as '1T' is 10\*\*12\)",
+    ):
+        NodeShape("huge", 10**12, 0)
+    with pytest.raises(
+        GuardConfigError, match=r"other_gpu_resources\['nvidia\.com/mig-1g\.10gb'\] 5000 is not"
+    ):
+        NodeShape("gpu-a", 8, 8, other_gpu_resources={MIG: 5000})
+
+
+@pytest.mark.parametrize(
+    ("sizes", "gpus", "packing"),
+    [
+        ([36], 5, "1, 2, 3, 4, 6, 9, 12, 18, 36"),  # a perfect square: its root listed once
+        ([4096, 4096], 3, "1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096"),
+        ([4096, 4093], 2, "1"),  # 4093 is prime
+    ],
+)
+def test_fragmentation_names_the_packing_shapes_of_large_nodes(
+    sizes: list[int], gpus: int, packing: str
+) -> None:
+    report = check_fit(GpuRequest(gpus), [node(f"n{i}", size) for i, size in enumerate(sizes)])
+    assert report.fragmentation_warning is not None
+    assert f"Requests of {packing} GPUs pack nodes of" in report.fragmentation_warning
+
+
+def test_other_gpu_resources_must_be_counts() -> None:
+    with pytest.raises(GuardConfigError, match=r"other_gpu_resources \{'': 1\} must map resource names"):
+        NodeShape("gpu-a", 0, 0, other_gpu_resources={"": 1})
+    with pytest.raises(GuardConfigError, match=r"other_gpu_resources\['amd\.com/gpu'\] '8' is a str"):
+        NodeShape("gpu-a", 0, 0, other_gpu_resources={"amd.com/gpu": "8"})  # type: ignore[dict-item]
