@@ -55,6 +55,7 @@ def timeout_policy_for(
     startup_timeout: DurationLike | None,
     stall_after: DurationLike | bool | None,
     poll_interval: DurationLike,
+    poll_interval_name: str = "poll_interval",
 ) -> TimeoutPolicy:
     """The TimeoutPolicy of a training task: explicit values first, then the profile's.
 
@@ -76,6 +77,7 @@ def timeout_policy_for(
         startup_timeout=startup_timeout,
         stall_after=stall,
         poll_interval=poll_interval,
+        poll_interval_name=poll_interval_name,
     )
 
 

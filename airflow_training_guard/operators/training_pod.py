@@ -200,18 +200,22 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             stall_after=stall_after,
             # The watchdog reads the log tail; a poll per heartbeat line is plenty.
             poll_interval=self.heartbeat_log_interval,
+            poll_interval_name="heartbeat_log_interval",
         )
         hard = self.timeout_policy.hard_deadline
+        # Whole seconds rounded up: int() made a 0.65 s deadline activeDeadlineSeconds=0 (invalid).
+        hard_seconds = -(-hard // timedelta(seconds=1))
         active = kwargs.get("active_deadline_seconds")
         if active is None:
-            kwargs["active_deadline_seconds"] = int(hard.total_seconds())
+            kwargs["active_deadline_seconds"] = hard_seconds
         elif active < hard.total_seconds():
             raise GuardConfigError(
                 f"active_deadline_seconds={active} is shorter than the hard deadline {format_duration(hard)} "
-                f"({int(hard.total_seconds())}s); drop it (the operator sets it) or set it >= "
-                f"{int(hard.total_seconds())}"
+                f"({hard_seconds}s); drop it (the operator sets it) or set it >= {hard_seconds}"
             )
-        kwargs.setdefault("startup_timeout_seconds", int(self.timeout_policy.startup_timeout.total_seconds()))
+        kwargs.setdefault(
+            "startup_timeout_seconds", -(-self.timeout_policy.startup_timeout // timedelta(seconds=1))
+        )
         # SIGTERM on preemption gives the program time to save a checkpoint before SIGKILL.
         kwargs.setdefault("termination_grace_period", 120)
         safety_net = hard + timedelta(minutes=5)
