@@ -37,6 +37,7 @@ from airflow_training_guard import __version__
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.manifest import RunManifest, file_sha256, utc_now_iso
 from airflow_training_guard.operators.common import (
+    check_partition_key,
     parse_pins,
     read_metrics_file,
     resolve_partition_key,
@@ -276,6 +277,10 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
                 image, allow_unpinned=allow_unpinned_image, forbid_unpinned_override=_forbid_unpinned_images()
             )
         # -- checkpoints and the contract ---------------------------------------------------------------
+        if partition_key is not None and not (
+            isinstance(partition_key, str) and _is_templated(partition_key)
+        ):
+            check_partition_key(partition_key, task_id=self.task_id)  # templated: after rendering
         self.partition_key = partition_key
         self.output_dir = output_dir
         self.worker_output_dir = worker_output_dir
