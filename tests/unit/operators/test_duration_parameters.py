@@ -9,6 +9,7 @@ whose derived limits compute, or a ``GuardConfigError`` naming the parameter who
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -123,3 +124,46 @@ def test_a_duration_parameter_gives_a_task_or_an_error_naming_it_with_valid_hint
             check_rejection(err, value, name=parameter)
 
     run()
+
+
+# -- regressions the property test found or pins ---------------------------------------------------
+
+
+def test_a_huge_deadline_is_refused_when_the_dag_is_parsed_not_overflowing_later() -> None:
+    """deadline="999999999d" parsed, then the operator's margins overflowed (OverflowError)."""
+    with pytest.raises(GuardConfigError, match=r"^deadline '999999999d' is too large for a duration"):
+        _local(deadline="999999999d", termination_grace="1d")()
+
+
+def test_a_huge_grace_period_is_refused_when_the_dag_is_parsed_not_when_the_sensor_runs() -> None:
+    """grace_period="999999999d" passed parsing and crashed execute() with 'date value out of range'."""
+    with pytest.raises(GuardConfigError, match=r"^grace_period '999999999d' is too large for a duration"):
+        _sensor(grace_period="999999999d")()
+
+
+@pytest.mark.parametrize(
+    ("value", "match"), [(1e300, "too large"), (float("inf"), "not a finite"), (0, "is zero")]
+)
+def test_a_sensor_timeout_of_any_type_goes_through_parse_duration(value: float, match: str) -> None:
+    """timeout=1e300 passed Airflow's own check, then timedelta(seconds=timeout) overflowed in execute()."""
+    with pytest.raises(GuardConfigError, match=rf"^timeout {re.escape(repr(value))}.* {match}"):
+        _sensor(timeout=value)()
+
+
+def test_a_sub_second_hard_deadline_is_rounded_up_for_kubernetes() -> None:
+    """expected_runtime=0.5 made activeDeadlineSeconds=0, which Kubernetes rejects."""
+    op = GuardedTrainingPodOperator(
+        task_id="train", image=PINNED, check_node_inventory=False, expected_runtime=0.5, stall_after=None
+    )
+    assert op.timeout_policy.hard_deadline == timedelta(seconds=0.65)
+    assert op.active_deadline_seconds == 1
+    assert op.startup_timeout_seconds == 1
+
+
+def test_the_pod_operator_names_its_own_parameter_when_stall_after_is_too_short() -> None:
+    """The message named poll_interval, which the pod operator does not have."""
+    with pytest.raises(
+        GuardConfigError,
+        match=r"^stall_after 10m is not longer than heartbeat_log_interval 1h.*lower heartbeat_log_interval",
+    ):
+        _pod(heartbeat_log_interval="1h", stall_after="10m")()
