@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.policies.gpus import (
     FragmentationPolicy,
     GpuRequest,
@@ -91,6 +92,8 @@ def check_gpu_capacity(
         hook = inventory()
         try:
             shapes = tuple(hook.node_shapes(resource=request.resource))
+        except GuardConfigError as err:  # an implausible inventory (a misparsed "1T" GPUs): say so, stop
+            raise CapacityError(str(err), retryable=False) from err
         except Exception as err:  # RBAC may forbid listing nodes: skip the check, say so
             warnings.append(f"cannot read the node inventory ({err}); GPU shape check skipped")
     if shapes is not None:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.partitions.keys import require_key
 from airflow_training_guard.policies.durations import DurationLike, parse_duration
 from airflow_training_guard.policies.timeouts import TimeoutPolicy, validate_buffer
 
@@ -24,22 +26,38 @@ class _Warns(Protocol):
     def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
 
 
+def check_partition_key(value: object, *, task_id: str) -> str:
+    """Validate a ``partition_key`` argument through :func:`~airflow_training_guard.partitions.keys.require_key`.
+
+    Called when the DAG is parsed for a literal key, and by :func:`resolve_partition_key` for a
+    rendered or run-provided one, so both say the same thing.
+
+    :raises GuardConfigError: ``task '<id>': partition_key '<value>' is refused: <rule>``.
+    """
+    try:
+        return require_key(value)
+    except GuardConfigError as err:
+        raise GuardConfigError(f"task {task_id!r}: {err}") from None
+
+
 def resolve_partition_key(explicit: str | None, context: Context, *, task_id: str) -> str:
     """The partition a training task works on: explicit, else the run's ``partition_key``, else ``ds``.
 
     Airflow 3.3 runs of partitioned DAGs carry ``DagRun.partition_key``; classic scheduled runs
     have a logical date. A manual run with neither cannot be keyed, and a run without a key would
-    share checkpoints with others, so it fails without retry.
+    share checkpoints with others, so it fails without retry. The key reaches the program's
+    environment, paths and logs, so an invalid one (``../../x;$(touch y)``, rendered from a
+    template or given to the run) fails without retry too, before anything is started.
     """
-    if explicit:
-        return str(explicit)
     dag_run = context.get("dag_run")
     run_key = getattr(dag_run, "partition_key", None)
-    if run_key:
-        return str(run_key)
     ds = context.get("ds")
-    if ds:
-        return str(ds)
+    key = explicit or run_key or ds
+    if key:
+        try:
+            return check_partition_key(str(key), task_id=task_id)
+        except GuardConfigError as err:
+            raise AirflowFailException(str(err)) from err
     raise AirflowFailException(
         f"task {task_id!r} has no partition_key: the run has neither a partition_key nor a "
         "logical date; pass partition_key='...' to the operator or trigger the run with one"
@@ -55,6 +73,7 @@ def timeout_policy_for(
     startup_timeout: DurationLike | None,
     stall_after: DurationLike | bool | None,
     poll_interval: DurationLike,
+    poll_interval_name: str = "poll_interval",
 ) -> TimeoutPolicy:
     """The TimeoutPolicy of a training task: explicit values first, then the profile's.
 
@@ -76,6 +95,7 @@ def timeout_policy_for(
         startup_timeout=startup_timeout,
         stall_after=stall,
         poll_interval=poll_interval,
+        poll_interval_name=poll_interval_name,
     )
 
 

@@ -38,6 +38,7 @@ from airflow_training_guard.manifest import (
     utc_now_iso,
 )
 from airflow_training_guard.operators.common import (
+    check_partition_key,
     parse_pins,
     read_metrics_file,
     resolve_partition_key,
@@ -162,6 +163,10 @@ class LocalTrainingOperator(BaseOperator):
         self.command = list(command)
         if not _is_templated(self.command[0]):
             self._resolve_executable(self.command[0])
+        if partition_key is not None and not (
+            isinstance(partition_key, str) and _is_templated(partition_key)
+        ):
+            check_partition_key(partition_key, task_id=self.task_id)  # templated: after rendering
         self.partition_key = partition_key
 
         self.timeout_policy = timeout_policy_for(

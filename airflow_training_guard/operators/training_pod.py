@@ -44,6 +44,7 @@ from airflow_training_guard.kubernetes.images import base_image, pod_images, tem
 from airflow_training_guard.kubernetes.watchdog import PodHeartbeatWatchdog, read_log_tail
 from airflow_training_guard.manifest import RunManifest, file_sha256, utc_now_iso
 from airflow_training_guard.operators.common import (
+    check_partition_key,
     parse_pins,
     read_metrics_file,
     resolve_partition_key,
@@ -252,6 +253,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             stall_after=stall_after,
             # The watchdog reads the log tail; a poll per heartbeat line is plenty.
             poll_interval=self.heartbeat_log_interval,
+            poll_interval_name="heartbeat_log_interval",
         )
         self._apply_guard_defaults(given)
         # -- GPUs, queueing ---------------------------------------------------------------------------
@@ -288,7 +290,9 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         self.allow_unpinned_image = allow_unpinned_image
         self.image_reference: ImageReference | None = None
         self._check_images_at_parse_time()
-        # -- checkpoints and the contract ----------------------------------------------------------------
+        # -- checkpoints and the contract ---------------------------------------------------------------
+        if partition_key is not None and not (isinstance(partition_key, str) and is_templated(partition_key)):
+            check_partition_key(partition_key, task_id=self.task_id)  # templated: after rendering
         self.partition_key = partition_key
         self.output_dir = output_dir
         self.worker_output_dir = worker_output_dir
@@ -308,7 +312,8 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _apply_guard_defaults(self, given: _Given) -> None:
         """The guard's defaults where the DAG gives nothing, and checks of what it does give."""
         hard = self.timeout_policy.hard_deadline
-        hard_seconds = int(hard.total_seconds())
+        # Whole seconds rounded up: int() made a 0.65 s deadline activeDeadlineSeconds=0 (invalid).
+        hard_seconds = -(-hard // timedelta(seconds=1))
         active = given.get("active_deadline_seconds")
         if active is None:
             given.replace("active_deadline_seconds", hard_seconds)
@@ -328,7 +333,9 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
                 f"{format_duration(safety_net)}"
             )
         given.default("retries", self.guard_profile.retries)
-        given.default("startup_timeout_seconds", int(self.timeout_policy.startup_timeout.total_seconds()))
+        given.default(
+            "startup_timeout_seconds", -(-self.timeout_policy.startup_timeout // timedelta(seconds=1))
+        )
         given.default("termination_grace_period", DEFAULT_TERMINATION_GRACE_SECONDS)
         given.default("log_events_on_failure", True)
 

@@ -155,7 +155,8 @@ def parse_key(text: str, *, dimensions: int | None = None) -> tuple[str, ...]:
     :raises GuardConfigError: when the text is not a valid key or has the wrong number of parts.
     """
     if not isinstance(text, str):
-        raise GuardConfigError(f"partition key {text!r} is a {type(text).__name__}, not a string")
+        hint = "; use .isoformat() for dates" if isinstance(text, date) else ""
+        raise GuardConfigError(f"partition key {text!r} is a {type(text).__name__}, not a string{hint}")
     if not text:
         raise GuardConfigError(f"partition key {text!r} is empty; {_ALLOWED_HINT}")
     _check_length(text)
@@ -168,6 +169,24 @@ def parse_key(text: str, *, dimensions: int | None = None) -> tuple[str, ...]:
             f"keys join their parts with {DELIMITER!r}, e.g. 'berlin|2026-11-01'"
         )
     return parts
+
+
+def require_key(text: object, *, name: str = "partition_key") -> str:
+    """Return ``text`` if it is a valid key, else raise naming the parameter it was given as.
+
+    What operators call on their ``partition_key`` argument (when the DAG is parsed, or after
+    rendering when it is templated) and on the run's ``partition_key``: the key reaches the
+    training program's environment, paths and logs, so an unsafe one is refused, never escaped.
+
+    :param text: the key as given.
+    :param name: the parameter's name for the message.
+    :raises GuardConfigError: ``partition_key '<value>' is refused: <the rule it breaks>``.
+    """
+    try:
+        parse_key(text)  # type: ignore[arg-type]
+    except GuardConfigError as err:
+        raise GuardConfigError(f"{name} {text!r} is refused: {err}") from None
+    return text  # type: ignore[return-value]
 
 
 def is_valid_key(text: object) -> bool:

@@ -13,7 +13,7 @@ Pure Python, no Airflow import: launchers translate a :class:`TimeoutPolicy` int
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from airflow_training_guard.exceptions import GuardConfigError
@@ -95,6 +95,8 @@ class TimeoutPolicy:
     :param stall_after: no heartbeat progress for this long means the run hangs; ``None`` disables
         stall detection. Must be longer than ``poll_interval``.
     :param poll_interval: how often the launcher checks the process and the heartbeat.
+    :param poll_interval_name: what the user calls ``poll_interval``, for messages (the pod
+        operator's is ``heartbeat_log_interval``); not part of the policy's value.
     """
 
     expected_runtime: timedelta
@@ -103,11 +105,12 @@ class TimeoutPolicy:
     startup_timeout: timedelta = timedelta(minutes=10)
     stall_after: timedelta | None = timedelta(minutes=15)
     poll_interval: timedelta = timedelta(seconds=5)
+    poll_interval_name: str = field(default="poll_interval", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _require_timedelta(self.expected_runtime, "expected_runtime")
         object.__setattr__(self, "buffer", validate_buffer(self.buffer))
-        _require_timedelta(self.poll_interval, "poll_interval")
+        _require_timedelta(self.poll_interval, self.poll_interval_name)
         _require_timedelta(self.startup_timeout, "startup_timeout")
         try:
             minimum = self.minimum_deadline
@@ -130,10 +133,11 @@ class TimeoutPolicy:
             _require_timedelta(self.stall_after, "stall_after")
             if self.stall_after <= self.poll_interval:
                 raise GuardConfigError(
-                    f"stall_after {format_duration(self.stall_after)} is not longer than poll_interval "
-                    f"{format_duration(self.poll_interval)}, so a healthy run would look hung between two "
-                    f"polls; set stall_after > {format_duration(self.poll_interval)} (several heartbeat "
-                    "intervals, e.g. '10m'), lower poll_interval, or set stall_after=None to disable"
+                    f"stall_after {format_duration(self.stall_after)} is not longer than "
+                    f"{self.poll_interval_name} {format_duration(self.poll_interval)}, so a healthy run would "
+                    f"look hung between two polls; set stall_after > {format_duration(self.poll_interval)} "
+                    f"(several heartbeat intervals), lower {self.poll_interval_name}, or set stall_after=None "
+                    "to disable"
                 )
         hard = self.hard_deadline
         if self.startup_timeout > hard:
@@ -163,6 +167,7 @@ class TimeoutPolicy:
         startup_timeout: DurationLike = "10m",
         stall_after: DurationLike | None = "15m",
         poll_interval: DurationLike = "5s",
+        poll_interval_name: str = "poll_interval",
     ) -> TimeoutPolicy:
         """Build a policy from user-facing values (``"2h"``, ``"PT30M"``, seconds, ``timedelta``).
 
@@ -175,6 +180,7 @@ class TimeoutPolicy:
         :param startup_timeout: time allowed until the first heartbeat.
         :param stall_after: no heartbeat progress for this long means hung; ``None`` disables.
         :param poll_interval: how often the process and the heartbeat are checked.
+        :param poll_interval_name: the name the user gave ``poll_interval``, for messages.
         """
         return cls(
             expected_runtime=parse_duration(expected_runtime, name="expected_runtime"),
@@ -182,7 +188,8 @@ class TimeoutPolicy:
             deadline=None if deadline is None else parse_duration(deadline, name="deadline"),
             startup_timeout=parse_duration(startup_timeout, name="startup_timeout"),
             stall_after=None if stall_after is None else parse_duration(stall_after, name="stall_after"),
-            poll_interval=parse_duration(poll_interval, name="poll_interval"),
+            poll_interval=parse_duration(poll_interval, name=poll_interval_name),
+            poll_interval_name=poll_interval_name,
         )
 
     def describe(self) -> dict[str, str]:

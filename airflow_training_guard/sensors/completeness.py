@@ -44,10 +44,10 @@ if TYPE_CHECKING:
 TRIGGER_TIMEOUT_MARGIN = timedelta(minutes=1)
 
 
-def _seconds(value: DurationLike | None, *, name: str) -> DurationLike | None:
-    if isinstance(value, str):
-        return parse_duration(value, name=name)
-    return value
+def _seconds(value: DurationLike | None, *, name: str) -> timedelta | None:
+    # Every form goes through parse_duration, not only strings: a number such as 1e300 or inf
+    # passed Airflow's own check and overflowed when the timeout was computed at run time.
+    return None if value is None else parse_duration(value, name=name)
 
 
 def _utcnow() -> datetime:
@@ -91,8 +91,8 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            poke_interval=_seconds(poke_interval, name="poke_interval"),  # type: ignore[arg-type]
-            timeout=_seconds(timeout, name="timeout"),  # type: ignore[arg-type]
+            poke_interval=parse_duration(poke_interval, name="poke_interval"),
+            timeout=_seconds(timeout, name="timeout"),
             **kwargs,
         )
         self.expected = as_expected(expected)

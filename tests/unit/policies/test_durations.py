@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 
+import pendulum
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_training_guard.exceptions import GuardConfigError
-from airflow_training_guard.policies.durations import format_duration, parse_duration
+from airflow_training_guard.policies.durations import (
+    MAX_DURATION,
+    DurationError,
+    format_duration,
+    is_valid_duration,
+    parse_duration,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -81,7 +89,7 @@ def test_fractions_are_exact_not_float_rounded() -> None:
     [
         ("", r"expected_runtime '' is empty"),
         ("   ", r"expected_runtime '   ' is empty"),
-        ("2y", r"unknown unit 'y'"),
+        ("2y", r"uses the unit 'y': months and years have no fixed length; use days, e.g. '30d'"),
         ("3 fortnights", r"unknown unit 'fortnights'"),
         ("soon", r"'soon' is not a duration"),
         ("1h-30m", r"is not a duration"),
@@ -168,12 +176,145 @@ def test_format_duration_is_compact(value: timedelta, expected: str) -> None:
     assert format_duration(value) == expected
 
 
-@given(st.integers(min_value=1, max_value=10**12))
+@given(st.integers(min_value=1, max_value=int(MAX_DURATION.total_seconds())))
 def test_format_then_parse_round_trips_whole_seconds(seconds: int) -> None:
     duration = timedelta(seconds=seconds)
     assert parse_duration(format_duration(duration), name="x") == duration
 
 
-@given(st.timedeltas(min_value=timedelta(microseconds=1)))
+@given(st.timedeltas(min_value=timedelta(microseconds=1), max_value=MAX_DURATION))
 def test_format_then_parse_round_trips_any_positive_duration(duration: timedelta) -> None:
     assert parse_duration(format_duration(duration), name="x") == duration
+
+
+# -- issue 13 section 3: months, hints, huge values; issue 19: ISO-8601 through pendulum ----------
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [("1M", "1m"), ("90M", "90m"), ("1h30M", "1h30m"), ("2 M", "2 m"), ("5MS", "5ms"), ("5Ms", "5ms")],
+)
+def test_an_upper_case_m_is_refused_as_ambiguous_not_read_as_minutes(value: str, fix: str) -> None:
+    """'1M' was read as one minute: a user who meant one month got a limit 43,000 times shorter."""
+    with pytest.raises(DurationError, match=r"upper-case 'M' means months in ISO-8601") as raised:
+        parse_duration(value, name="deadline")
+    message = str(raised.value)
+    assert message.startswith(f"deadline {value!r} uses the unit")
+    assert f"write {fix!r}" in message
+    assert raised.value.hints[:2] == (fix, "30d")
+
+
+@pytest.mark.parametrize("value", ["1m", "1min", "1MIN", "2 Minutes", "500ms", "1H", "2D"])
+def test_other_spellings_keep_their_meaning(value: str) -> None:
+    assert parse_duration(value, name="deadline") > timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"), [("1mo", "mo"), ("2 months", "months"), ("1y", "y"), ("3 Years", "Years")]
+)
+def test_calendar_units_are_refused_with_a_days_example(value: str, unit: str) -> None:
+    with pytest.raises(
+        DurationError, match=rf"uses the unit '{unit}': months and years have no fixed length; use days"
+    ) as raised:
+        parse_duration(value, name="grace_period")
+    assert {"30d", "365d"} <= set(raised.value.hints)
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "+0", "0.000000001"])
+def test_a_bare_zero_is_not_told_to_write_a_zero_duration(value: str) -> None:
+    """The hint for "0" was '0s' / '0m', which the parser refuses too: a fix that does not fix."""
+    with pytest.raises(DurationError, match=rf"expected_runtime '{re.escape(value)}' is zero") as raised:
+        parse_duration(value, name="expected_runtime")
+    assert "'0s'" not in str(raised.value)
+    assert "'0m'" not in str(raised.value)
+    assert all(is_valid_duration(hint) for hint in raised.value.hints)
+
+
+def test_a_bare_tiny_number_is_offered_only_the_unit_that_works() -> None:
+    with pytest.raises(DurationError, match=r"write '0\.0000001m' for minutes; valid forms") as raised:
+        parse_duration("0.0000001", name="expected_runtime")
+    assert "0.0000001s" not in raised.value.hints
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "999999999d",
+        "P999999999D",
+        "36501d",
+        "9" * 5000 + "s",
+        "99999999999999",
+        10**400,
+        1e300,
+        timedelta.max,
+        MAX_DURATION + timedelta(microseconds=1),
+    ],
+)
+def test_huge_values_are_refused_with_the_maximum_not_an_overflow(value: object) -> None:
+    """deadline="999999999d" crashed with a raw OverflowError when the operator added its margins."""
+    with pytest.raises(
+        DurationError, match=r"^deadline .* is too large for a duration: the longest accepted is 36500d"
+    ):
+        parse_duration(value, name="deadline")  # type: ignore[arg-type]
+
+
+def test_the_maximum_itself_is_accepted() -> None:
+    assert parse_duration("36500d", name="deadline") == MAX_DURATION
+    assert parse_duration(MAX_DURATION, name="deadline") == MAX_DURATION
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "PT1H30M",
+        "PT0.5H",
+        "P1.5D",
+        "PT1,5H",
+        "P1DT2H",
+        "PT36H",
+        "P1WT1H",
+        "PT1H1.5M",
+        "P0.5W",
+        "PT0.0000015S",
+    ],
+)
+def test_iso_8601_durations_are_read_by_pendulum(value: str) -> None:
+    parsed = pendulum.parse(value, exact=True)
+    assert isinstance(parsed, pendulum.Duration)
+    assert parse_duration(value, name="deadline").total_seconds() == pytest.approx(parsed.total_seconds())
+
+
+@given(
+    st.builds(
+        lambda w, d, h, m, s: (
+            "P"
+            + (f"{w}W" if w is not None else "")
+            + (f"{d}D" if d is not None else "")
+            + ("T" if (h, m, s) != (None, None, None) else "")
+            + (f"{h}H" if h is not None else "")
+            + (f"{m}M" if m is not None else "")
+            + (f"{s}S" if s is not None else "")
+        ),
+        *(st.none() | st.integers(min_value=0, max_value=60) for _ in range(5)),
+    )
+)
+def test_every_iso_duration_pendulum_reads_parses_to_the_same_length(text: str) -> None:
+    try:
+        parsed = pendulum.parse(text, exact=True)
+    except ValueError:
+        with pytest.raises(DurationError, match=r"is not a valid ISO-8601 duration"):
+            parse_duration(text, name="deadline")
+        return
+    assert isinstance(parsed, pendulum.Duration)
+    if parsed.total_seconds() == 0 or text.endswith("T"):
+        assert not is_valid_duration(text)
+    else:
+        assert parse_duration(text, name="deadline") == timedelta(seconds=parsed.total_seconds())
+
+
+@pytest.mark.parametrize("value", ["P1M", "P1Y", "P1Y2M3D", "PT1H/P1D", "P\uff11D"])
+def test_iso_forms_without_a_fixed_length_or_not_durations_are_refused(value: str) -> None:
+    with pytest.raises(
+        DurationError, match=rf"deadline '{re.escape(value)}' (uses years or months|is not a valid)"
+    ):
+        parse_duration(value, name="deadline")

@@ -85,7 +85,10 @@ def test_valid_references_are_parsed_and_round_trip(
             r"^image 'Acme/train': repository 'Acme/train' contains uppercase letters; the reference "
             r"grammar allows only lowercase in repository names: use 'acme/train'$",
         ),
-        ("ghcr.io/acme/Train:v1", r"repository 'acme/Train' contains uppercase letters.*use 'acme/train'"),
+        (
+            "ghcr.io/acme/Train:v1",
+            r"repository 'acme/Train' contains uppercase letters.*use 'ghcr\.io/acme/train:v1'$",
+        ),
         ("acme/train:", r"has a ':' but no tag after it; remove the ':' or add a tag"),
         ("acme/train@", r"ends with '@' but has no digest; a sha256 digest is 'sha256:' followed by 64"),
         (
@@ -95,11 +98,14 @@ def test_valid_references_are_parsed_and_round_trip(
         ),
         (f"acme/train@sha256:{HEX[:63]}", r"has 63 characters after 'sha256:'; a sha256 digest is"),
         (f"acme/train@sha256:{HEX}0", r"has 65 characters after 'sha256:'"),
-        (f"acme/train@sha256:{HEX.upper()}", rf"has uppercase hex; .* use 'sha256:{HEX}'$"),
+        (f"acme/train@sha256:{HEX.upper()}", rf"has uppercase hex; .* use 'acme/train@sha256:{HEX}'$"),
         (f"acme/train@sha256:{HEX[:60]}xyzw", r"has characters after 'sha256:' that are not hex digits; a"),
         (f"acme/train@sha512:{HEX}{HEX}", r"uses the algorithm 'sha512'; the guard pins by sha256"),
         ("acme/train@md5", r"digest 'md5' is not '<algorithm>:<hex>'"),
-        ("acme//train", r"has an empty path component \(a leading, trailing or doubled '/'\); remove it$"),
+        (
+            "acme//train",
+            r"has an empty path component \(a leading, trailing or doubled '/'\); remove it: use 'acme/train'$",
+        ),
         ("/acme/train", r"has an empty path component"),
         ("acme/train/", r"has an empty path component"),
         ("ghcr.io", r"'ghcr\.io' looks like a registry without a repository; write 'ghcr\.io/<repository>'"),
