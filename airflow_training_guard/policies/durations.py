@@ -252,7 +252,7 @@ def _from_compact(text: str, raw: str, *, name: str) -> timedelta:
                     hints=("30d", "365d"),
                 )
             raise DurationError(
-                f"{name} {raw!r} has an unknown unit {unit_text!r}; use ms, s, m, h, d or w "
+                f'{name} {raw!r} has an unknown unit "{unit_text}"; use ms, s, m, h, d or w '
                 f"(months and years have no fixed length); {_EXAMPLES}"
             )
         if unit in seen:

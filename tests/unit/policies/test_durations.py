@@ -90,7 +90,7 @@ def test_fractions_are_exact_not_float_rounded() -> None:
         ("", r"expected_runtime '' is empty"),
         ("   ", r"expected_runtime '   ' is empty"),
         ("2y", r"uses the unit 'y': months and years have no fixed length; use days, e.g. '30d'"),
-        ("3 fortnights", r"unknown unit 'fortnights'"),
+        ("3 fortnights", r'unknown unit "fortnights"'),
         ("soon", r"'soon' is not a duration"),
         ("1h-30m", r"is not a duration"),
         ("1.5.5h", r"is not a duration"),
