@@ -118,9 +118,7 @@ class FsCounter:
                     with counter._lock:
                         counter.top[name] += 1
                         if name in {"find", "ls", "glob"}:
-                            counter.listed_entries.append(
-                                len(result) if not inspect_generator(result) else 0
-                            )
+                            counter.listed_entries.append(len(result) if not inspect_generator(result) else 0)
                 return result
 
             return wrapper
@@ -185,7 +183,7 @@ def expected_sets() -> dict[str, ExpectedPartitions]:
 
 def filesensor_check(sensors: list[Any]) -> bool:
     """Every partition's FileSensor pokes once: the set is complete when all of them find their marker."""
-    return all([sensor.poke({}) for sensor in sensors])  # noqa: C419 - poke all, as the tasks would
+    return all([sensor.poke({}) for sensor in sensors])
 
 
 def payload_bytes(source: ObjectStorageSource, expected: ExpectedPartitions) -> dict[str, int]:
@@ -220,7 +218,9 @@ def measure(
         result = check()
         walls.append(time.perf_counter() - started)
         cpus.append(time.process_time() - cpu)
-        complete = complete and (result.is_complete if isinstance(result, CompletenessResult) else bool(result))
+        complete = complete and (
+            result.is_complete if isinstance(result, CompletenessResult) else bool(result)
+        )
     figures: dict[str, Any] = {
         "complete": complete,
         "fsspec_calls_per_poke": dict(sorted(counter.top.items())),
@@ -313,6 +313,7 @@ def storage_benchmark(root: Path, sizes: list[str], quick: bool) -> list[dict[st
 
 
 # -- part 2: triggerer ---------------------------------------------------------------------------
+
 
 def trigger_day(index: int) -> str:
     """Trigger ``index`` waits for this day of the shared three-year root (newest first)."""
@@ -458,7 +459,15 @@ def triggerer_child(kind: str, root: Path, count: int, poke_interval: float, hol
 
 def run_child(kind: str, root: Path, count: int, poke_interval: float, hold: float) -> dict[str, Any]:
     command = [sys.executable, __file__, "--package-root", str(PACKAGE_ROOT), "--triggerer-child", kind]
-    command += [str(root), "--triggers", str(count), "--poke-interval", str(poke_interval), "--hold", str(hold)]
+    command += [
+        str(root),
+        "--triggers",
+        str(count),
+        "--poke-interval",
+        str(poke_interval),
+        "--hold",
+        str(hold),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=hold + 900)
     if proc.returncode != 0:
         raise RuntimeError(f"triggerer child {kind} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

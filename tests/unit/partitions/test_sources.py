@@ -192,7 +192,7 @@ def test_a_complete_day_on_disk_is_complete_with_sizes_and_file_counts(tmp_path:
         write_hour(tmp_path, DAY, hour)
     result = hourly_source(tmp_path).check(HOURS)
     assert result.is_complete
-    assert result.to_xcom()["counts"]["2026-11-01T05:00:00"] == {"bytes": 8, "files": 1}
+    assert result.observations["2026-11-01T05:00:00"].counts() == {"bytes": 8, "files": 1}
 
 
 def test_plain_absolute_paths_are_local_files(tmp_path: Path) -> None:
@@ -317,7 +317,7 @@ def test_per_parent_listing_lists_each_day_once(tmp_path: Path, fs_calls: Counte
     assert hourly_source(tmp_path, listing="per_parent").check(hours).is_complete
     assert fs_calls == Counter({"find": 3})
     fs_calls.clear()
-    assert hourly_source(tmp_path).check(hours).is_complete
+    assert hourly_source(tmp_path, listing="common_prefix").check(hours).is_complete
     assert fs_calls == Counter({"find": 1})
 
 
@@ -359,7 +359,7 @@ def test_object_storage_source_serializes_and_compares_by_value() -> None:
         "marker": "_SUCCESS",
         "min_bytes": 10,
         "min_files": 1,
-        "listing": "common_prefix",
+        "listing": "bounded",
     }
     assert PartitionSource.deserialize(source.serialize()) == source
     assert hash(PartitionSource.deserialize(source.serialize())) == hash(source)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_training_guard.partitions import CallableSource, HoursOfDay, ObjectStorageSource
+from airflow_training_guard.partitions.completeness import xcom_keys
 from airflow_training_guard.triggers.completeness import CLASSPATH, PartitionCompletenessTrigger
 from tests import helpers
 
@@ -51,6 +52,7 @@ def test_serialize_mirrors_init_exactly() -> None:
         grace_deadline=grace,
         timeout=21600.0,
         grace_period=10800.0,
+        xcom_detail="keys",
     )
     classpath, kwargs = fired.serialize()
     assert classpath == CLASSPATH
@@ -63,13 +65,14 @@ def test_serialize_mirrors_init_exactly() -> None:
             "marker": "_SUCCESS",
             "min_bytes": 1,
             "min_files": 1,
-            "listing": "common_prefix",
+            "listing": "bounded",
         },
         "poke_interval": 300.0,
         "timeout_at": timeout_at,
         "grace_deadline": grace,
         "timeout": 21600.0,
         "grace_period": 10800.0,
+        "xcom_detail": "keys",
     }
     assert PartitionCompletenessTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -93,7 +96,9 @@ async def test_a_complete_set_yields_one_success_event_with_the_xcom_value(tmp_p
     assert event["status"] == "success"
     assert event["message"] == "24/24 partitions present: complete"
     assert event["result"]["present_count"] == 24
-    assert event["result"]["counts"]["2026-11-01T00:00:00"] == {"bytes": 8, "files": 1}
+    assert event["result"]["present_ranges"] == [["2026-11-01T00:00:00", "2026-11-01T23:00:00"]]
+    assert event["result"]["totals"] == {"bytes": 8 * 24, "files": 24}
+    assert xcom_keys(event["result"]) == list(HOURS.keys())
 
 
 @pytest.mark.asyncio
