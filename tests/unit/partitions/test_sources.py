@@ -311,9 +311,9 @@ def test_a_day_is_listed_with_one_storage_request_not_one_per_partition(
 
 
 def test_per_parent_listing_lists_each_day_once(tmp_path: Path, fs_calls: Counter[str]) -> None:
-    for date in ("2026-11-01", "2026-11-02", "2026-11-03"):
+    for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
         for hour in range(24):
-            write_hour(tmp_path, date, hour)
+            write_hour(tmp_path, day, hour)
     hours = HoursOfRange("2026-11-01", "2026-11-03")
     assert hourly_source(tmp_path, listing="per_parent").check(hours).is_complete
     assert fs_calls == Counter({"find": 3})
@@ -472,7 +472,7 @@ def utc_instants(expected: HoursOfDay) -> list[datetime]:
     from airflow_training_guard.partitions.keys import parse_temporal
 
     instants = []
-    for key in expected.keys():
+    for key in expected:
         found = parse_temporal(key)
         assert found is not None
         instants.append(found.start.astimezone(UTC))
@@ -498,7 +498,9 @@ def test_object_storage_finds_every_hour_of_the_day_in_every_zone(
 
 
 @pytest.mark.parametrize(("zone", "day", "hours"), ZONE_DAYS, ids=ZONE_IDS)
-def test_a_callable_returning_utc_datetimes_or_z_text_matches_every_zone(zone: str, day: str, hours: int) -> None:
+def test_a_callable_returning_utc_datetimes_or_z_text_matches_every_zone(
+    zone: str, day: str, hours: int
+) -> None:
     """Regression (issue 13): a zero UTC offset was dropped on one side, so London matched 0/24 forever."""
     expected = HoursOfDay(day, zone)
     instants = utc_instants(expected)
@@ -583,7 +585,9 @@ def test_a_day_of_hours_is_still_one_listing(tmp_path: Path, fs_calls: Counter[s
 
 
 def test_cities_by_day_list_each_partition_when_a_city_folder_holds_its_history(tmp_path: Path) -> None:
-    expected = Product(ExplicitKeys(["berlin", "paris"], names="city"), DaysOfRange("2026-10-01", "2026-10-02"))
+    expected = Product(
+        ExplicitKeys(["berlin", "paris"], names="city"), DaysOfRange("2026-10-01", "2026-10-02")
+    )
     source = ObjectStorageSource(f"{tmp_path}/city={{city}}/date={{date}}")
     assert source.listing_prefixes(expected) == [
         f"{tmp_path}/city=berlin/date=2026-10-01",
