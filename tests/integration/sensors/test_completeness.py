@@ -26,6 +26,7 @@ from airflow_training_guard.partitions import (  # noqa: E402
     Product,
     SqlSource,
 )
+from airflow_training_guard.partitions.completeness import xcom_keys  # noqa: E402
 from tests.helpers import xcom_value  # noqa: E402
 
 DAY = "2026-11-01"
@@ -66,8 +67,9 @@ def test_a_complete_day_lets_training_start_with_the_present_keys_in_xcom(run_da
     assert run_dag(dag) == {"wait_for_partitions": "success", "train": "success"}
     partitions = xcom_value("tg_completeness_complete", "wait_for_partitions")
     assert partitions["present_count"] == 24
-    assert partitions["present_keys"][:2] == ["2026-11-01T00:00:00", "2026-11-01T01:00:00"]
-    assert partitions["counts"]["2026-11-01T23:00:00"]["files"] == 1
+    assert partitions["present_ranges"] == [["2026-11-01T00:00:00", "2026-11-01T23:00:00"]]
+    assert partitions["totals"]["files"] == 24
+    assert xcom_keys(partitions)[:2] == ["2026-11-01T00:00:00", "2026-11-01T01:00:00"]
     assert xcom_value("tg_completeness_complete", "train") == 24
 
 
@@ -131,7 +133,7 @@ def test_the_jinja_date_of_the_daily_dag_is_rendered_from_the_run(run_dag, tmp_p
     states = run_dag(dag, logical_date=pendulum.datetime(2026, 11, 1, 2, tz="UTC"))
     assert states == {"wait_for_partitions": "success", "train": "success"}
     assert (
-        xcom_value("tg_completeness_templated", "wait_for_partitions")["present_keys"][0]
+        xcom_value("tg_completeness_templated", "wait_for_partitions")["present_ranges"][0][0]
         == "2026-10-31T00:00:00"
     )
 
@@ -241,7 +243,7 @@ def test_sql_source_counts_rows_per_hour_and_applies_min_rows(events_db: str) ->
         "22/24 partitions present; 1 too small (fewer than min_rows=10 rows): 2026-11-01T22:00:00; "
         "1 missing (nothing there): 2026-11-01T23:00:00"
     )
-    assert result.to_xcom()["counts"]["2026-11-01T00:00:00"] == {"rows": 100}
+    assert result.observations["2026-11-01T00:00:00"].counts() == {"rows": 100}
 
 
 def test_sql_source_composite_keys_built_in_sql_with_the_expected_keys_as_a_parameter(events_db: str) -> None:
@@ -266,6 +268,7 @@ def test_sql_source_in_a_dag_run_with_a_rendered_query(run_dag, events_db: str) 
         source=SqlSource(CONN_ID, HOURLY_SQL, parameters={"day": "{{ ds }}"}, min_rows=1),
         poke_interval=0.2,
         timeout=5,
+        xcom_detail="keys",
     )
     states = run_dag(dag, logical_date=pendulum.datetime(2026, 11, 1, tz="UTC"))
     assert states == {"wait_for_partitions": "success", "train": "success"}
@@ -308,7 +311,7 @@ def test_sql_source_trigger_run_in_an_asyncio_loop_sees_late_rows_arrive(events_
 
     (event,) = asyncio.run(asyncio.wait_for(run(), timeout=30))
     assert event["status"] == "success"
-    assert event["result"]["counts"]["2026-11-01T23:00:00"] == {"rows": 20}
+    assert event["result"]["totals"] == {"rows": 50 * 2 * 22 + 3 * 2 + 20 + 20}
 
 
 def test_sql_source_without_counts_cannot_check_min_rows(events_db: str) -> None:
