@@ -125,11 +125,20 @@ class FsCounter:
 
         for name, original in originals.items():
             setattr(LocalFileSystem, name, wrap(name, original))
+        # Newer code lists a local disk with os.scandir (sources._scan_local) instead of fsspec's
+        # find: one such recursive listing is one `find`, and is counted as one.
+        from airflow_training_guard.partitions import sources
+
+        scan = getattr(sources, "_scan_local", None)
+        if scan is not None:
+            sources._scan_local = functools.partial(wrap("find", lambda _fs, prefix: scan(prefix)), None)  # type: ignore[attr-defined]
         try:
             yield self
         finally:
             for name, original in originals.items():
                 setattr(LocalFileSystem, name, original)
+            if scan is not None:
+                sources._scan_local = scan  # type: ignore[attr-defined]
 
     def reset(self) -> None:
         self.top.clear()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.partitions import sources
 from airflow_training_guard.partitions.completeness import PartitionObservation, PartitionStatus
 from airflow_training_guard.partitions.expected import (
     DaysOfRange,
@@ -74,6 +75,15 @@ def fs_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
                 self._tg_depth = depth
 
         monkeypatch.setattr(LocalFileSystem, name, wrapper)
+    # On a local disk the source lists with os.scandir instead of fsspec's find (a quarter of the
+    # CPU); one such recursive listing is what one `find` would be, so it counts as one.
+    original_scan = sources._scan_local
+
+    def scan(prefix: str) -> Any:
+        calls["find"] += 1
+        return original_scan(prefix)
+
+    monkeypatch.setattr(sources, "_scan_local", scan)
     return calls
 
 
