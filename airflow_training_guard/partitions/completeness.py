@@ -17,10 +17,11 @@ Standard library only: no Airflow import.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from airflow_training_guard.partitions.keys import DELIMITER
 from airflow_training_guard.policies.durations import format_duration
@@ -95,11 +96,11 @@ class CompletenessResult:
         unexpected = len(observed.keys() - observations.keys())
         return cls(expected_keys=keys, observations=observations, unexpected=unexpected)
 
-    @property
+    @functools.cached_property
     def present_keys(self) -> tuple[str, ...]:
         return tuple(k for k in self.expected_keys if self.observations[k].status is PartitionStatus.PRESENT)
 
-    @property
+    @functools.cached_property
     def incomplete_keys(self) -> tuple[str, ...]:
         """Every expected key that is not present, whatever the reason, in expected order."""
         return tuple(
@@ -146,22 +147,110 @@ class CompletenessResult:
         before = set(previous.present_keys)
         return tuple(key for key in self.incomplete_keys if key in before)
 
-    def to_xcom(self) -> dict[str, Any]:
-        """The JSON value handed to the training task.
+    def totals(self) -> dict[str, int]:
+        """The counts of the present partitions added up: ``{"bytes": ..., "files": ...}`` or ``{"rows": ...}``."""
+        totals: dict[str, int] = {}
+        for key in self.present_keys:
+            for name, value in self.observations[key].counts().items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
 
-        ``{"complete", "expected_count", "present_count", "present_keys", "missing_keys",
-        "counts": {partition_key: {"bytes": ..., "files": ...} | {"rows": ...}}, "summary"}``
+    def to_xcom(
+        self, *, expected: Mapping[str, Any] | None = None, detail: XComDetail = "ranges"
+    ) -> dict[str, Any]:
+        """The JSON value handed to the training task; its size grows with the gaps, not the set.
+
+        ``{"complete", "expected_count", "present_count", "present_ranges", "missing_ranges",
+        "totals", "summary"}`` plus ``"expected"`` (the set's ``serialize()`` dict) when given.
+        Ranges are ``[first, last]`` runs of consecutive expected keys, **both ends included**: a
+        complete year of hours is one range, where the full key list was 631 KB (issue 17).
+        :func:`xcom_keys` expands them on demand. ``detail="keys"`` adds the full
+        ``present_keys``, ``missing_keys`` and per-key ``counts``.
+
+        :param expected: the expected set's ``serialize()`` dict, so the ranges can be expanded.
+        :param detail: ``"ranges"`` (default) or ``"keys"``.
         """
-        present = self.present_keys
-        return {
+        if detail not in XCOM_DETAILS:
+            raise ValueError(f"detail {detail!r} is not one of {XCOM_DETAILS}")
+        value: dict[str, Any] = {
             "complete": self.is_complete,
             "expected_count": len(self.expected_keys),
-            "present_count": len(present),
-            "present_keys": list(present),
-            "missing_keys": list(self.incomplete_keys),
-            "counts": {key: self.observations[key].counts() for key in present},
+            "present_count": len(self.present_keys),
+            "present_ranges": key_ranges(self.present_keys, self.expected_keys),
+            "missing_ranges": key_ranges(self.incomplete_keys, self.expected_keys),
+            "totals": self.totals(),
             "summary": self.summary(),
         }
+        if expected is not None:
+            value["expected"] = dict(expected)
+        if detail == "keys":
+            value["present_keys"] = list(self.present_keys)
+            value["missing_keys"] = list(self.incomplete_keys)
+            value["counts"] = {key: self.observations[key].counts() for key in self.present_keys}
+        return value
+
+
+XComDetail = Literal["ranges", "keys"]
+XCOM_DETAILS: tuple[str, ...] = ("ranges", "keys")
+
+
+def key_ranges(keys: Sequence[str], order: Sequence[str]) -> list[list[str]]:
+    """``keys`` as ``[first, last]`` runs of consecutive keys in ``order``, both ends included.
+
+    Keys not in ``order`` become one-key runs at the end.
+    """
+    if not keys:
+        return []
+    if len(keys) == len(order) and tuple(keys) == tuple(order):
+        return [[order[0], order[-1]]]  # the common case: a complete set
+    position = {key: index for index, key in enumerate(order)}
+    runs: list[list[int]] = []
+    strays: list[str] = []
+    for key in keys:
+        index = position.get(key)
+        if index is None:
+            strays.append(key)
+        elif runs and runs[-1][1] == index - 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return [[order[first], order[last]] for first, last in runs] + [[key, key] for key in strays]
+
+
+def keys_in_ranges(ranges: Iterable[Sequence[str]], order: Sequence[str]) -> list[str]:
+    """Expand ``[first, last]`` runs back into keys, in ``order``.
+
+    :raises ValueError: when a range names a key that is not in ``order``.
+    """
+    position = {key: index for index, key in enumerate(order)}
+    keys: list[str] = []
+    for first, last in ranges:
+        if first not in position or last not in position:
+            raise ValueError(f"range [{first!r}, {last!r}] names a key that is not expected")
+        keys.extend(order[position[first] : position[last] + 1])
+    return keys
+
+
+def xcom_keys(value: Mapping[str, Any], which: Literal["present", "missing"] = "present") -> list[str]:
+    """The full list of present (or missing) keys of a completeness XCom value, on demand.
+
+    ``xcom_keys(ti.xcom_pull(task_ids="wait_for_partitions"))`` gives every present key in
+    expected order, rebuilt from the ranges and the expected set in the value.
+
+    :raises ValueError: when the value holds neither the key list nor the expected set.
+    """
+    listed = value.get(f"{which}_keys")
+    if listed is not None:
+        return list(listed)
+    if "expected" not in value:
+        raise ValueError(
+            "this completeness value has ranges but no 'expected' set to expand them with; pass "
+            "xcom_detail='keys' to the sensor to get the full key lists"
+        )
+    from airflow_training_guard.partitions.expected import ExpectedPartitions
+
+    order = ExpectedPartitions.deserialize(dict(value["expected"])).keys()
+    return keys_in_ranges(value[f"{which}_ranges"], order)
 
 
 def format_key_ranges(

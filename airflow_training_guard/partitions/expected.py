@@ -28,6 +28,7 @@ import datetime as dt
 import difflib
 import functools
 import itertools
+import re
 import zoneinfo
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +54,13 @@ MAX_EXPECTED_KEYS = 100_000
 Renderer = Callable[[str], object]
 
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
+
+# A date-time as sources return it: ``T`` or a space, optional seconds and fractions, and an offset
+# written ``Z``, ``+00``, ``+0000`` or ``+00:00`` (PostgreSQL's text form, ``strftime``, isoformat).
+_SOURCE_DATETIME = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<hour>\d{2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.\d+)?)?)?"
+    r" ?(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?"
+)
 _SAMPLE_STEP = 900  # seconds: every offset in use is a multiple of 15 minutes
 
 
@@ -147,6 +155,51 @@ def _hour_keys(day: dt.date, zone: pendulum.Timezone, *, with_offset: bool) -> l
     return list(keys.values())
 
 
+def instant_text(value: dt.datetime) -> str:
+    """One text per instant: ``2026-01-15T00:00:00Z``. A naive value is UTC (the rule for keys)."""
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        value = value.astimezone(dt.UTC)
+    return f"{value:%Y-%m-%dT%H:%M:%S}Z"
+
+
+def _part_instant(part: str) -> str | None:
+    match = _SOURCE_DATETIME.fullmatch(part.strip())
+    if match is None:
+        return None
+    offset_text = match["offset"]
+    offset = dt.timedelta(0)
+    if offset_text and offset_text != "Z":
+        digits = offset_text[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) > 2 else 0)
+        offset = dt.timedelta(minutes=-minutes if offset_text[0] == "-" else minutes)
+    try:
+        local = dt.datetime.fromisoformat(f"{match['date']}T{match['hour']}:00:00").replace(
+            minute=int(match["minute"] or 0), second=int(match["second"] or 0), tzinfo=dt.timezone(offset)
+        )
+    except ValueError:
+        return None
+    return instant_text(local)
+
+
+def canonical_key(value: object) -> str:
+    """The text two spellings of one partition share, for matching what a source returns.
+
+    Date-time parts become the UTC instant they name, so ``2026-01-15T00:00:00+00:00`` (a London
+    winter hour key), ``2026-01-15T00:00:00Z``, ``2026-01-15 00:00:00+00`` (PostgreSQL's text) and
+    an aware ``datetime`` at that instant are one partition, and ``2026-01-15T05:30:00+05:30``
+    (Kolkata) equals ``2026-01-15T00:00:00Z``. A date-time without an offset is UTC, the package's
+    rule for keys. Other parts (dates, cities) are compared as written.
+    """
+    if isinstance(value, dt.datetime):
+        return instant_text(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        value = value.decode()
+    text = str(value)
+    return DELIMITER.join(_part_instant(part) or part for part in text.split(DELIMITER))
+
+
 class ExpectedPartitions(ABC):
     """The complete set of partition keys a training run needs; subclasses are immutable values.
 
@@ -233,6 +286,22 @@ class ExpectedPartitions(ABC):
     @functools.cached_property
     def _key_set(self) -> frozenset[str]:
         return frozenset(self.keys())
+
+    @functools.cached_property
+    def _canonical_index(self) -> dict[str, str]:
+        return {canonical_key(key): key for key in self.keys()}
+
+    def match_key(self, value: object) -> str | None:
+        """The expected key a source's value names, or None when it names none of them.
+
+        Sources return keys in their own spelling: a database an aware ``datetime`` in its session
+        time zone, a function ``...Z``. The comparison is :func:`canonical_key` on both sides, so a
+        zero offset (London in winter, Reykjavik), a half-hour offset (Kolkata, Adelaide) and both
+        hours of a fall-back day match exactly one expected key each (issue 13).
+        """
+        if isinstance(value, str) and value in self._key_set:
+            return value
+        return self._canonical_index.get(canonical_key(value))
 
     @property
     def dimensions(self) -> int:

@@ -12,6 +12,7 @@ Airflow: poke mode (``poke``) and deferrable mode (:class:`PartitionCompleteness
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,12 +27,14 @@ from airflow.sdk.exceptions import (
 
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.partitions.completeness import (
+    XCOM_DETAILS,
     CompletenessResult,
+    XComDetail,
     late_message,
     timeout_message,
 )
 from airflow_training_guard.partitions.expected import ExpectedPartitions, as_expected
-from airflow_training_guard.partitions.sources import CallableSource, PartitionSource
+from airflow_training_guard.partitions.sources import CallableSource, GuardSecurityWarning, PartitionSource
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.triggers.completeness import PartitionCompletenessTrigger
 
@@ -58,8 +61,9 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     """Wait until every partition of an expected set is present and finalized.
 
     Each check logs ``present/expected`` and the missing keys as ranges. The XCom value (for the
-    training task) lists the present keys and their counts: ``{"complete", "expected_count",
-    "present_count", "present_keys", "missing_keys", "counts", "summary"}``.
+    training task) is compact whatever the size of the set: ``{"complete", "expected_count",
+    "present_count", "present_ranges", "missing_ranges", "totals", "summary", "expected"}``;
+    :func:`~airflow_training_guard.partitions.completeness.xcom_keys` expands the ranges into keys.
 
     :param expected: the partitions the training run needs: ``HoursOfDay``, ``HoursOfRange``,
         ``DaysOfRange``, ``Product``, ``ExplicitKeys`` (or a list of keys). Dates may be Jinja.
@@ -73,6 +77,9 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot. The first check runs on the
         worker; the task defers only if it is incomplete. Default:
         ``[operators] default_deferrable``.
+    :param xcom_detail: ``"ranges"`` (default): the XCom value holds runs of keys, a few hundred
+        bytes for a complete year of hours; ``"keys"``: it also lists every present and missing key
+        and each partition's counts (631 KB for a year of hours).
     """
 
     template_fields: Sequence[str] = ("expected", "source")
@@ -88,6 +95,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         poke_interval: DurationLike = 60,
         timeout: DurationLike | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        xcom_detail: XComDetail = "ranges",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -104,6 +112,15 @@ class PartitionCompletenessSensor(BaseSensorOperator):
             )
         self.source = source
         self.source.validate(self.expected)
+        if xcom_detail not in XCOM_DETAILS:
+            raise GuardConfigError(
+                f"xcom_detail {xcom_detail!r} is not valid; use 'ranges' (compact, the default) or 'keys' "
+                "(every key and its counts)"
+            )
+        self.xcom_detail: XComDetail = xcom_detail
+        for warning in source.parse_time_warnings():
+            self.log.warning("task %r: %s", kwargs.get("task_id"), warning)
+            warnings.warn(warning, GuardSecurityWarning, stacklevel=2)
         self.grace_period = (
             parse_duration(grace_period, name="grace_period") if grace_period is not None else None
         )
@@ -159,7 +176,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
                 raise AirflowSkipException(message) from err
         result = self._check_once()
         if result.is_complete:
-            return result.to_xcom()
+            return self._xcom(result)
         timeout = timedelta(seconds=self.timeout)
         self.log.info("incomplete: deferring to the triggerer, checking every %ss", self.poke_interval)
         self.defer(
@@ -171,6 +188,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
                 grace_deadline=self._grace_deadline,
                 timeout=self.timeout,
                 grace_period=self.grace_period.total_seconds() if self.grace_period else None,
+                xcom_detail=self.xcom_detail,
             ),
             method_name="execute_complete",
             timeout=timeout + TRIGGER_TIMEOUT_MARGIN,
@@ -180,8 +198,11 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         result = self._check_once()
         return PokeReturnValue(
-            is_done=result.is_complete, xcom_value=result.to_xcom() if result.is_complete else None
+            is_done=result.is_complete, xcom_value=self._xcom(result) if result.is_complete else None
         )
+
+    def _xcom(self, result: CompletenessResult) -> dict[str, Any]:
+        return result.to_xcom(expected=self.expected.serialize(), detail=self.xcom_detail)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish after the trigger fired: return the XCom value, or fail/skip with its message."""

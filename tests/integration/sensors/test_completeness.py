@@ -26,6 +26,7 @@ from airflow_training_guard.partitions import (  # noqa: E402
     Product,
     SqlSource,
 )
+from airflow_training_guard.partitions.completeness import xcom_keys  # noqa: E402
 from tests.helpers import xcom_value  # noqa: E402
 
 DAY = "2026-11-01"
@@ -66,8 +67,9 @@ def test_a_complete_day_lets_training_start_with_the_present_keys_in_xcom(run_da
     assert run_dag(dag) == {"wait_for_partitions": "success", "train": "success"}
     partitions = xcom_value("tg_completeness_complete", "wait_for_partitions")
     assert partitions["present_count"] == 24
-    assert partitions["present_keys"][:2] == ["2026-11-01T00:00:00", "2026-11-01T01:00:00"]
-    assert partitions["counts"]["2026-11-01T23:00:00"]["files"] == 1
+    assert partitions["present_ranges"] == [["2026-11-01T00:00:00", "2026-11-01T23:00:00"]]
+    assert partitions["totals"]["files"] == 24
+    assert xcom_keys(partitions)[:2] == ["2026-11-01T00:00:00", "2026-11-01T01:00:00"]
     assert xcom_value("tg_completeness_complete", "train") == 24
 
 
@@ -131,7 +133,7 @@ def test_the_jinja_date_of_the_daily_dag_is_rendered_from_the_run(run_dag, tmp_p
     states = run_dag(dag, logical_date=pendulum.datetime(2026, 11, 1, 2, tz="UTC"))
     assert states == {"wait_for_partitions": "success", "train": "success"}
     assert (
-        xcom_value("tg_completeness_templated", "wait_for_partitions")["present_keys"][0]
+        xcom_value("tg_completeness_templated", "wait_for_partitions")["present_ranges"][0][0]
         == "2026-10-31T00:00:00"
     )
 
@@ -241,7 +243,7 @@ def test_sql_source_counts_rows_per_hour_and_applies_min_rows(events_db: str) ->
         "22/24 partitions present; 1 too small (fewer than min_rows=10 rows): 2026-11-01T22:00:00; "
         "1 missing (nothing there): 2026-11-01T23:00:00"
     )
-    assert result.to_xcom()["counts"]["2026-11-01T00:00:00"] == {"rows": 100}
+    assert result.observations["2026-11-01T00:00:00"].counts() == {"rows": 100}
 
 
 def test_sql_source_composite_keys_built_in_sql_with_the_expected_keys_as_a_parameter(events_db: str) -> None:
@@ -266,6 +268,7 @@ def test_sql_source_in_a_dag_run_with_a_rendered_query(run_dag, events_db: str) 
         source=SqlSource(CONN_ID, HOURLY_SQL, parameters={"day": "{{ ds }}"}, min_rows=1),
         poke_interval=0.2,
         timeout=5,
+        xcom_detail="keys",
     )
     states = run_dag(dag, logical_date=pendulum.datetime(2026, 11, 1, tz="UTC"))
     assert states == {"wait_for_partitions": "success", "train": "success"}
@@ -308,7 +311,7 @@ def test_sql_source_trigger_run_in_an_asyncio_loop_sees_late_rows_arrive(events_
 
     (event,) = asyncio.run(asyncio.wait_for(run(), timeout=30))
     assert event["status"] == "success"
-    assert event["result"]["counts"]["2026-11-01T23:00:00"] == {"rows": 20}
+    assert event["result"]["totals"] == {"rows": 50 * 2 * 22 + 3 * 2 + 20 + 20}
 
 
 def test_sql_source_without_counts_cannot_check_min_rows(events_db: str) -> None:
@@ -319,3 +322,109 @@ def test_sql_source_without_counts_cannot_check_min_rows(events_db: str) -> None
         GuardConfigError, match="returned rows without a row count, so min_rows=5 cannot be checked"
     ):
         source.check(HoursOfDay(DAY))
+
+
+# -- time zones against real PostgreSQL and SQLite (issue 13) ------------------------------------
+
+#: (zone, local day, hours): zones at UTC+0, half-hour offsets, and both DST transitions.
+ZONE_DAYS = [
+    ("Europe/London", "2026-01-15", 24),
+    ("Europe/Lisbon", "2026-01-15", 24),
+    ("Europe/Dublin", "2026-01-15", 24),
+    ("Atlantic/Reykjavik", "2026-07-01", 24),
+    ("Asia/Kolkata", "2026-01-15", 24),
+    ("Australia/Adelaide", "2026-01-15", 24),
+    ("Australia/Adelaide", "2026-07-01", 24),
+    ("Europe/London", "2026-03-29", 23),
+    ("Europe/London", "2026-10-25", 25),
+    ("America/New_York", "2026-03-08", 23),
+    ("America/New_York", "2026-11-01", 25),
+]
+ZONE_IDS = [f"{zone}-{day}" for zone, day, _ in ZONE_DAYS]
+TZ_CONN_ID = "tg_tz_events"
+
+
+def _event_times(expected: HoursOfDay) -> list[datetime]:
+    """Ten minutes into every expected hour but the last, as aware local datetimes."""
+    from airflow_training_guard.partitions.keys import parse_temporal
+
+    times = []
+    for key in expected.keys()[:-1]:
+        found = parse_temporal(key)
+        assert found is not None
+        times.append(found.start + timedelta(minutes=10))
+    return times
+
+
+@pytest.fixture
+def tz_events_pg(postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(postgres_database)
+    url = f"postgresql://{params.get('user', 'postgres')}@{params['host']}:{params.get('port', 5432)}/{params['dbname']}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{TZ_CONN_ID.upper()}", url)
+    return postgres_database
+
+
+@pytest.mark.parametrize(("zone", "day", "hours"), ZONE_DAYS, ids=ZONE_IDS)
+def test_postgres_hour_buckets_match_the_expected_hours_in_every_zone(
+    tz_events_pg: str, zone: str, day: str, hours: int
+) -> None:
+    """Regression (issue 13): timestamptz at +00:00 lost its offset, so London/Lisbon/Reykjavik stayed 0/24."""
+    import psycopg
+
+    expected = HoursOfDay(day, zone)
+    assert len(expected) == hours
+    with psycopg.connect(tz_events_pg) as conn:
+        conn.execute("CREATE TABLE tz_events (event_time timestamptz NOT NULL)")
+        with conn.cursor() as cursor:
+            cursor.executemany("INSERT INTO tz_events VALUES (%s)", [(t,) for t in _event_times(expected)])
+    sql = (
+        "SELECT date_trunc('hour', event_time, %(zone)s), count(*) FROM tz_events "
+        "WHERE event_time >= %(start)s AND event_time < %(end)s GROUP BY 1"
+    )
+    first = expected.keys()[0]
+    parameters = {"zone": zone, "start": first, "end": expected.closes_at()}
+    result = SqlSource(TZ_CONN_ID, sql, parameters=parameters).check(expected)
+    assert result.ratio == f"{hours - 1}/{hours}"
+    assert result.incomplete_keys == (expected.keys()[-1],)
+    assert result.unexpected == 0
+
+
+@pytest.fixture
+def tz_events_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import json
+
+    database = tmp_path / "events.db"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{TZ_CONN_ID.upper()}", json.dumps({"conn_type": "sqlite", "host": str(database)})
+    )
+    return database
+
+
+@pytest.mark.parametrize(("zone", "day", "hours"), ZONE_DAYS, ids=ZONE_IDS)
+def test_sqlite_hour_keys_as_local_text_or_utc_text_match_in_every_zone(
+    tz_events_sqlite: Path, zone: str, day: str, hours: int
+) -> None:
+    import sqlite3
+
+    expected = HoursOfDay(day, zone)
+    with sqlite3.connect(tz_events_sqlite) as conn:
+        conn.execute("CREATE TABLE tz_events (event_time text NOT NULL)")
+        conn.executemany(
+            "INSERT INTO tz_events VALUES (?)", [(t.isoformat(),) for t in _event_times(expected)]
+        )
+    # the writer's local text with its offset, truncated to the hour: the key text itself
+    local = (
+        "SELECT substr(event_time, 1, 13) || ':00:00' || substr(event_time, 20), count(*) "
+        "FROM tz_events GROUP BY 1"
+    )
+    result = SqlSource(TZ_CONN_ID, local).check(expected)
+    assert result.ratio == f"{hours - 1}/{hours}"
+    assert result.incomplete_keys == (expected.keys()[-1],)
+    # SQLite's own UTC text of the hour start ('2026-01-15 00:00:00+00'), PostgreSQL's text form
+    utc = (
+        "SELECT strftime('%Y-%m-%d %H:%M:00', event_time, '-10 minutes') || '+00', count(*) "
+        "FROM tz_events GROUP BY 1"
+    )
+    assert SqlSource(TZ_CONN_ID, utc).check(expected).ratio == f"{hours - 1}/{hours}"

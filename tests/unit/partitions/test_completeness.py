@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,10 +12,13 @@ from airflow_training_guard.partitions.completeness import (
     PartitionObservation,
     PartitionStatus,
     format_key_ranges,
+    key_ranges,
+    keys_in_ranges,
     late_message,
     timeout_message,
+    xcom_keys,
 )
-from airflow_training_guard.partitions.expected import HoursOfDay, Product
+from airflow_training_guard.partitions.expected import HoursOfDay, HoursOfRange, Product
 
 pytestmark = pytest.mark.unit
 
@@ -87,17 +91,65 @@ def test_unexpected_observations_are_counted_and_ignored() -> None:
     assert result.unexpected == 1
 
 
-def test_xcom_lists_present_keys_counts_and_missing_keys() -> None:
+def test_xcom_holds_ranges_and_totals_and_keys_only_on_request() -> None:
     result = CompletenessResult.evaluate(HOURS[:2], {HOURS[0]: PRESENT})
-    assert result.to_xcom() == {
+    compact = {
         "complete": False,
         "expected_count": 2,
         "present_count": 1,
+        "present_ranges": [["2026-11-01T00:00:00", "2026-11-01T00:00:00"]],
+        "missing_ranges": [["2026-11-01T01:00:00", "2026-11-01T01:00:00"]],
+        "totals": {"bytes": 100, "files": 1},
+        "summary": "1/2 partitions present; 1 missing (nothing there): 2026-11-01T01:00:00",
+    }
+    assert result.to_xcom() == compact
+    assert result.to_xcom(detail="keys") == {
+        **compact,
         "present_keys": ["2026-11-01T00:00:00"],
         "missing_keys": ["2026-11-01T01:00:00"],
         "counts": {"2026-11-01T00:00:00": {"bytes": 100, "files": 1}},
-        "summary": "1/2 partitions present; 1 missing (nothing there): 2026-11-01T01:00:00",
     }
+
+
+def test_a_complete_year_of_hours_is_one_range_and_well_under_16_kb() -> None:
+    """Regression (issue 17): the success payload at 8,760 partitions was 631 KB (every key and its counts)."""
+    year = HoursOfRange("2026-01-01", "2026-12-31")
+    result = CompletenessResult.evaluate(year.keys(), dict.fromkeys(year.keys(), PRESENT))
+    value = result.to_xcom(expected=year.serialize())
+    assert value["present_ranges"] == [["2026-01-01T00:00:00", "2026-12-31T23:00:00"]]
+    assert value["totals"] == {"bytes": 876_000, "files": 8_760}
+    assert len(json.dumps(value)) <= 16 * 1024
+    assert len(json.dumps(result.to_xcom(detail="keys"))) > 300 * 1024
+
+
+def test_the_full_key_lists_are_rebuilt_on_demand_from_the_ranges() -> None:
+    year = HoursOfRange("2026-01-01", "2026-12-31")
+    keys = year.keys()
+    present = [key for index, key in enumerate(keys) if index % 100 != 7]
+    result = CompletenessResult.evaluate(keys, dict.fromkeys(present, PRESENT))
+    value = json.loads(json.dumps(result.to_xcom(expected=year.serialize())))
+    assert xcom_keys(value) == present
+    assert xcom_keys(value, "missing") == [key for index, key in enumerate(keys) if index % 100 == 7]
+    assert xcom_keys(result.to_xcom(detail="keys")) == present
+
+
+def test_ranges_without_the_expected_set_cannot_be_expanded() -> None:
+    with pytest.raises(ValueError, match="has ranges but no 'expected' set to expand them with"):
+        xcom_keys(_result(list(HOURS)).to_xcom())
+
+
+def test_key_ranges_are_inclusive_runs_in_expected_order() -> None:
+    assert key_ranges([HOURS[0], HOURS[1], HOURS[2], HOURS[5]], HOURS) == [
+        [HOURS[0], HOURS[2]],
+        [HOURS[5], HOURS[5]],
+    ]
+    assert keys_in_ranges([[HOURS[0], HOURS[2]], [HOURS[5], HOURS[5]]], HOURS) == [
+        HOURS[0],
+        HOURS[1],
+        HOURS[2],
+        HOURS[5],
+    ]
+    assert key_ranges([], HOURS) == []
 
 
 def test_a_partition_that_disappears_is_named_and_no_longer_counts() -> None:

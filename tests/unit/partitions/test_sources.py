@@ -6,12 +6,14 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.partitions import sources
 from airflow_training_guard.partitions.completeness import PartitionObservation, PartitionStatus
 from airflow_training_guard.partitions.expected import (
     DaysOfRange,
@@ -73,6 +75,15 @@ def fs_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
                 self._tg_depth = depth
 
         monkeypatch.setattr(LocalFileSystem, name, wrapper)
+    # On a local disk the source lists with os.scandir instead of fsspec's find (a quarter of the
+    # CPU); one such recursive listing is what one `find` would be, so it counts as one.
+    original_scan = sources._scan_local
+
+    def scan(prefix: str) -> Any:
+        calls["find"] += 1
+        return original_scan(prefix)
+
+    monkeypatch.setattr(sources, "_scan_local", scan)
     return calls
 
 
@@ -192,7 +203,7 @@ def test_a_complete_day_on_disk_is_complete_with_sizes_and_file_counts(tmp_path:
         write_hour(tmp_path, DAY, hour)
     result = hourly_source(tmp_path).check(HOURS)
     assert result.is_complete
-    assert result.to_xcom()["counts"]["2026-11-01T05:00:00"] == {"bytes": 8, "files": 1}
+    assert result.observations["2026-11-01T05:00:00"].counts() == {"bytes": 8, "files": 1}
 
 
 def test_plain_absolute_paths_are_local_files(tmp_path: Path) -> None:
@@ -310,14 +321,14 @@ def test_a_day_is_listed_with_one_storage_request_not_one_per_partition(
 
 
 def test_per_parent_listing_lists_each_day_once(tmp_path: Path, fs_calls: Counter[str]) -> None:
-    for date in ("2026-11-01", "2026-11-02", "2026-11-03"):
+    for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
         for hour in range(24):
-            write_hour(tmp_path, date, hour)
+            write_hour(tmp_path, day, hour)
     hours = HoursOfRange("2026-11-01", "2026-11-03")
     assert hourly_source(tmp_path, listing="per_parent").check(hours).is_complete
     assert fs_calls == Counter({"find": 3})
     fs_calls.clear()
-    assert hourly_source(tmp_path).check(hours).is_complete
+    assert hourly_source(tmp_path, listing="common_prefix").check(hours).is_complete
     assert fs_calls == Counter({"find": 1})
 
 
@@ -359,7 +370,7 @@ def test_object_storage_source_serializes_and_compares_by_value() -> None:
         "marker": "_SUCCESS",
         "min_bytes": 10,
         "min_files": 1,
-        "listing": "common_prefix",
+        "listing": "bounded",
     }
     assert PartitionSource.deserialize(source.serialize()) == source
     assert hash(PartitionSource.deserialize(source.serialize())) == hash(source)
@@ -445,3 +456,157 @@ def test_sql_source_renders_its_query_and_parameters() -> None:
     assert rendered.sql == "SELECT k FROM t WHERE d = '2026-11-01'"
     assert rendered.parameters == {"day": DAY, "n": 3}
     assert PartitionSource.deserialize(rendered.serialize()) == rendered
+
+
+# -- time zones: UTC+0, half-hour offsets, DST days (issue 13) -----------------------------------
+
+#: (zone, local day, hours): zones at UTC+0, half-hour offsets, and both DST transitions.
+ZONE_DAYS = [
+    ("Europe/London", "2026-01-15", 24),  # +00:00 in winter
+    ("Europe/Lisbon", "2026-01-15", 24),  # +00:00 in winter
+    ("Europe/Dublin", "2026-01-15", 24),  # +00:00 in winter (IANA: negative DST)
+    ("Atlantic/Reykjavik", "2026-07-01", 24),  # +00:00 all year
+    ("Asia/Kolkata", "2026-01-15", 24),  # +05:30
+    ("Australia/Adelaide", "2026-01-15", 24),  # +10:30 (southern summer)
+    ("Australia/Adelaide", "2026-07-01", 24),  # +09:30
+    ("Europe/London", "2026-03-29", 23),  # spring forward
+    ("Europe/London", "2026-10-25", 25),  # fall back: 01:00 twice
+    ("America/New_York", "2026-03-08", 23),
+    ("America/New_York", "2026-11-01", 25),
+]
+ZONE_IDS = [f"{zone}-{day}" for zone, day, _ in ZONE_DAYS]
+
+
+def utc_instants(expected: HoursOfDay) -> list[datetime]:
+    """Each expected hour as the aware UTC datetime a database or an API would return."""
+    from airflow_training_guard.partitions.keys import parse_temporal
+
+    instants = []
+    for key in expected:
+        found = parse_temporal(key)
+        assert found is not None
+        instants.append(found.start.astimezone(UTC))
+    return instants
+
+
+@pytest.mark.parametrize(("zone", "day", "hours"), ZONE_DAYS, ids=ZONE_IDS)
+def test_object_storage_finds_every_hour_of_the_day_in_every_zone(
+    tmp_path: Path, zone: str, day: str, hours: int
+) -> None:
+    expected = HoursOfDay(day, zone)
+    assert len(expected) == hours
+    source = ObjectStorageSource(f"{tmp_path}/date={{utc_date}}/hour={{utc_hour}}")
+    source.validate(expected)
+    for url in list(source.locations(expected).values())[1:]:
+        folder = Path(url.removeprefix("file://"))
+        folder.mkdir(parents=True)
+        (folder / "part-0.csv").write_bytes(b"a,b\n1,2\n")
+        (folder / "_SUCCESS").touch()
+    result = source.check(expected)
+    assert result.ratio == f"{hours - 1}/{hours}"
+    assert result.incomplete_keys == (expected.keys()[0],)
+
+
+@pytest.mark.parametrize(("zone", "day", "hours"), ZONE_DAYS, ids=ZONE_IDS)
+def test_a_callable_returning_utc_datetimes_or_z_text_matches_every_zone(
+    zone: str, day: str, hours: int
+) -> None:
+    """Regression (issue 13): a zero UTC offset was dropped on one side, so London matched 0/24 forever."""
+    expected = HoursOfDay(day, zone)
+    instants = utc_instants(expected)
+    assert CallableSource(lambda keys: instants).check(expected).ratio == f"{hours}/{hours}"
+    as_text = [f"{instant:%Y-%m-%dT%H:%M:%S}Z" for instant in instants[:-1]]
+    result = CallableSource(lambda keys: {text: 5 for text in as_text}).check(expected)
+    assert result.ratio == f"{hours - 1}/{hours}"
+    assert result.incomplete_keys == (expected.keys()[-1],)
+    assert result.observations[expected.keys()[0]].rows == 5
+
+
+def test_both_one_oclock_hours_of_londons_fall_back_day_are_told_apart() -> None:
+    expected = HoursOfDay("2026-10-25", "Europe/London")
+    first, second = "2026-10-25T01:00:00+01:00", "2026-10-25T01:00:00+00:00"
+    assert expected.match_key(datetime(2026, 10, 25, 0, tzinfo=UTC)) == first
+    assert expected.match_key(datetime(2026, 10, 25, 1, tzinfo=UTC)) == second
+    assert expected.match_key("2026-10-25 01:00:00+00") == second
+    assert expected.match_key("2026-10-25T01:00:00") == second  # no offset: UTC
+
+
+def test_a_naive_datetime_is_utc_and_a_key_outside_the_set_matches_nothing() -> None:
+    expected = HoursOfDay("2026-01-15", "Asia/Kolkata")
+    assert expected.match_key(datetime(2026, 1, 14, 18, 30)) == "2026-01-15T00:00:00+05:30"
+    assert expected.match_key(datetime(2026, 1, 14, 18, 0, tzinfo=UTC)) is None
+    assert expected.match_key("berlin") is None
+
+
+def test_composite_keys_match_with_any_spelling_of_their_hour() -> None:
+    expected = Product(ExplicitKeys(["berlin"], names="city"), HoursOfDay("2026-01-15", "Europe/London"))
+    assert expected.match_key("berlin|2026-01-15T03:00:00Z") == "berlin|2026-01-15T03:00:00+00:00"
+    assert expected.match_key("paris|2026-01-15T03:00:00Z") is None
+
+
+# -- listings bounded by the expected set, not by the history beside it (issue 17) ---------------
+
+
+def write_days(root: Path, first: str, days: int) -> None:
+    start = date.fromisoformat(first)
+    for offset in range(days):
+        for hour in range(24):
+            write_hour(root, (start + timedelta(days=offset)).isoformat(), hour)
+
+
+def test_thirty_days_in_a_root_with_history_list_thirty_day_folders_not_the_root(
+    tmp_path: Path, fs_calls: Counter[str]
+) -> None:
+    """Regression (issue 17): a multi-day set listed the whole dataset root (3 years of history)."""
+    write_days(tmp_path, "2026-09-01", 90)
+    expected = HoursOfRange("2026-10-01", "2026-10-30")
+    source = hourly_source(tmp_path)
+    prefixes = source.listing_prefixes(expected)
+    assert len(prefixes) == 30
+    assert prefixes[0] == f"{tmp_path}/date=2026-10-01"
+    fs_calls.clear()
+    assert source.check(expected).ratio == "720/720"
+    assert fs_calls == Counter({"find": 30})
+
+
+def test_daily_folders_under_the_root_are_listed_one_by_one_not_with_the_root(tmp_path: Path) -> None:
+    for offset in range(60):
+        folder = tmp_path / f"date={(date(2026, 9, 1) + timedelta(days=offset)).isoformat()}"
+        folder.mkdir()
+        (folder / "part-0.csv").write_bytes(b"a\n")
+        (folder / "_SUCCESS").touch()
+    expected = DaysOfRange("2026-10-01", "2026-10-07")
+    source = ObjectStorageSource(f"{tmp_path}/date={{date}}")
+    assert source.listing_prefixes(expected) == [f"{tmp_path}/date=2026-10-0{day}" for day in range(1, 8)]
+    assert source.check(expected).ratio == "7/7"
+
+
+def test_a_month_folder_is_listed_once_for_a_month_of_days_and_not_for_a_week(tmp_path: Path) -> None:
+    source = ObjectStorageSource(f"{tmp_path}/month={{year}}-{{month}}/date={{date}}")
+    assert source.listing_prefixes(DaysOfRange("2026-10-01", "2026-10-31")) == [f"{tmp_path}/month=2026-10"]
+    # a week: the month folder would list four times the set, so each day is listed instead
+    assert len(source.listing_prefixes(DaysOfRange("2026-10-01", "2026-10-07"))) == 7
+
+
+def test_a_day_of_hours_is_still_one_listing(tmp_path: Path, fs_calls: Counter[str]) -> None:
+    write_days(tmp_path, "2026-10-30", 3)
+    assert hourly_source(tmp_path).check(HoursOfDay("2026-10-31")).is_complete
+    assert fs_calls == Counter({"find": 1})
+
+
+def test_cities_by_day_list_each_partition_when_a_city_folder_holds_its_history(tmp_path: Path) -> None:
+    expected = Product(
+        ExplicitKeys(["berlin", "paris"], names="city"), DaysOfRange("2026-10-01", "2026-10-02")
+    )
+    source = ObjectStorageSource(f"{tmp_path}/city={{city}}/date={{date}}")
+    assert source.listing_prefixes(expected) == [
+        f"{tmp_path}/city=berlin/date=2026-10-01",
+        f"{tmp_path}/city=berlin/date=2026-10-02",
+        f"{tmp_path}/city=paris/date=2026-10-01",
+        f"{tmp_path}/city=paris/date=2026-10-02",
+    ]
+
+
+def test_the_listing_modes_are_named_in_the_error() -> None:
+    with pytest.raises(GuardConfigError, match="listing 'auto' is not valid; use 'bounded'"):
+        ObjectStorageSource("/data/date={date}", listing="auto")  # type: ignore[arg-type]

@@ -22,7 +22,10 @@ from airflow_training_guard.partitions import (
     ExplicitKeys,
     HoursOfDay,
     ObjectStorageSource,
+    SqlSource,
 )
+from airflow_training_guard.partitions.completeness import xcom_keys
+from airflow_training_guard.partitions.sources import GuardSecurityWarning
 from airflow_training_guard.sensors import completeness as sensor_module
 from airflow_training_guard.sensors.completeness import TRIGGER_TIMEOUT_MARGIN, PartitionCompletenessSensor
 from airflow_training_guard.triggers.completeness import PartitionCompletenessTrigger
@@ -137,8 +140,11 @@ def test_poke_mode_returns_present_keys_and_counts_for_the_training_task(
     result = sensor(tmp_path).execute({})
     assert result["complete"] is True
     assert result["present_count"] == 24
-    assert result["present_keys"][0] == "2026-11-01T00:00:00"
-    assert result["counts"]["2026-11-01T23:00:00"] == {"bytes": 8, "files": 1}
+    assert result["present_ranges"] == [["2026-11-01T00:00:00", "2026-11-01T23:00:00"]]
+    assert result["totals"] == {"bytes": 8 * 24, "files": 24}
+    assert xcom_keys(result)[0] == "2026-11-01T00:00:00"
+    detailed = sensor(tmp_path, xcom_detail="keys").execute({})
+    assert detailed["counts"]["2026-11-01T23:00:00"] == {"bytes": 8, "files": 1}
     out = capfd.readouterr().out
     assert "poke 1: 24/24 partitions present: complete" in out
     assert '"expected": "24 hours of 2026-11-01 (UTC)"' in out
@@ -267,13 +273,14 @@ def test_deferrable_mode_defers_with_the_same_check_and_a_timeout(
                 "marker": "_SUCCESS",
                 "min_bytes": 1,
                 "min_files": 1,
-                "listing": "common_prefix",
+                "listing": "bounded",
             },
             "poke_interval": 120.0,
             "timeout_at": now[0] + timedelta(hours=6),
             "grace_deadline": datetime(2026, 11, 2, 3, tzinfo=UTC),
             "timeout": 21600.0,
             "grace_period": 10800.0,
+            "xcom_detail": "ranges",
         },
     )
 
@@ -365,3 +372,42 @@ def test_the_rendered_fields_are_shown_as_json_in_the_ui() -> None:
         "name": None,
         "timezone": "UTC",
     }
+
+
+def test_an_unknown_xcom_detail_fails_when_the_dag_is_parsed(tmp_path: Path) -> None:
+    with pytest.raises(GuardConfigError, match="xcom_detail 'all' is not valid; use 'ranges'"):
+        sensor(tmp_path, xcom_detail="all")
+
+
+# -- SQL built from run conf (issue 14) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT hour, count(*) FROM {{ params.table }} GROUP BY 1",
+        "SELECT hour, count(*) FROM events WHERE city = '{{ dag_run.conf['city'] }}' GROUP BY 1",
+        "SELECT hour, count(*) FROM events WHERE day = '{{ dag_run.conf.day }}' GROUP BY 1",
+    ],
+)
+def test_sql_that_renders_params_or_run_conf_into_the_query_warns_at_parse_time(
+    sql: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (issue 14): run conf rendered into `sql` is executed as SQL (DROP TABLE through a table name)."""
+    with pytest.warns(GuardSecurityWarning, match="SQL injection path") as caught:
+        PartitionCompletenessSensor(task_id="w", expected=HOURS, source=SqlSource("warehouse", sql))
+    assert "bound parameters" in str(caught[0].message)
+    assert "SQL injection path" in capfd.readouterr().out
+
+
+def test_sql_with_run_conf_only_in_bound_parameters_does_not_warn() -> None:
+    import warnings
+
+    source = SqlSource(
+        "warehouse",
+        "SELECT hour, count(*) FROM events WHERE day = %(day)s::date AND '{{ ds }}' <> '' GROUP BY 1",
+        parameters={"day": "{{ params.day }}", "city": "{{ dag_run.conf['city'] }}"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PartitionCompletenessSensor(task_id="w", expected=HOURS, source=source)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_training_guard.partitions import CallableSource, HoursOfDay, ObjectStorageSource
+from airflow_training_guard.partitions.completeness import xcom_keys
 from airflow_training_guard.triggers.completeness import CLASSPATH, PartitionCompletenessTrigger
 from tests import helpers
 
@@ -51,6 +52,7 @@ def test_serialize_mirrors_init_exactly() -> None:
         grace_deadline=grace,
         timeout=21600.0,
         grace_period=10800.0,
+        xcom_detail="keys",
     )
     classpath, kwargs = fired.serialize()
     assert classpath == CLASSPATH
@@ -63,13 +65,14 @@ def test_serialize_mirrors_init_exactly() -> None:
             "marker": "_SUCCESS",
             "min_bytes": 1,
             "min_files": 1,
-            "listing": "common_prefix",
+            "listing": "bounded",
         },
         "poke_interval": 300.0,
         "timeout_at": timeout_at,
         "grace_deadline": grace,
         "timeout": 21600.0,
         "grace_period": 10800.0,
+        "xcom_detail": "keys",
     }
     assert PartitionCompletenessTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -93,7 +96,9 @@ async def test_a_complete_set_yields_one_success_event_with_the_xcom_value(tmp_p
     assert event["status"] == "success"
     assert event["message"] == "24/24 partitions present: complete"
     assert event["result"]["present_count"] == 24
-    assert event["result"]["counts"]["2026-11-01T00:00:00"] == {"bytes": 8, "files": 1}
+    assert event["result"]["present_ranges"] == [["2026-11-01T00:00:00", "2026-11-01T23:00:00"]]
+    assert event["result"]["totals"] == {"bytes": 8 * 24, "files": 24}
+    assert xcom_keys(event["result"]) == list(HOURS.keys())
 
 
 @pytest.mark.asyncio
@@ -226,3 +231,82 @@ def test_many_triggers_run_concurrently_in_one_loop(tmp_path: Path) -> None:
 
     results = asyncio.run(run_all())
     assert all(batch[0]["status"] == "success" for batch in results)
+
+
+# -- Airflow 3.3 shared trigger streams and the bounded pool (issue 17) --------------------------
+
+_CHECKS: list[int] = []
+
+
+def counted_hours(keys: tuple[str, ...]) -> list[str]:
+    """Every hour but the last for two looks, then all of them; counts the looks."""
+    _CHECKS.append(1)
+    return list(keys) if len(_CHECKS) > 2 else list(keys[:-1])
+
+
+def test_triggers_on_the_same_partitions_share_one_stream_key_and_others_do_not(tmp_path: Path) -> None:
+    one = trigger(tmp_path, timeout_at=datetime(2026, 11, 2, tzinfo=UTC))
+    same = trigger(tmp_path, timeout_at=datetime(2026, 11, 3, tzinfo=UTC), grace_deadline=None)
+    assert one.shared_stream_key() == same.shared_stream_key()
+    assert one.shared_stream_key() != trigger(tmp_path, poke_interval=60).shared_stream_key()
+    assert one.shared_stream_key() != trigger(tmp_path, expected=HoursOfDay("2026-11-02")).shared_stream_key()
+
+
+@pytest.mark.asyncio
+async def test_fifty_triggers_in_airflows_shared_stream_manager_check_once_per_interval(
+    tmp_path: Path,
+) -> None:
+    """Fifty DAGs waiting for the same day: one check per interval for all of them, each gets its event."""
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    _CHECKS.clear()
+    manager = SharedStreamManager()
+    triggers = [
+        trigger(tmp_path, source=CallableSource(counted_hours), poke_interval=0.05) for _ in range(50)
+    ]
+
+    async def consume(trigger_id: int, fired: PartitionCompletenessTrigger) -> dict[str, Any]:
+        key = fired.shared_stream_key()
+        stream = manager.subscribe(trigger_id=trigger_id, trigger=fired, key=key)
+        try:
+            async for event in fired.filter_shared_stream(stream):
+                return dict(event.payload)
+        finally:
+            await manager.unsubscribe(trigger_id, key)
+        raise AssertionError("no event")
+
+    payloads = await asyncio.wait_for(
+        asyncio.gather(*(consume(index, fired) for index, fired in enumerate(triggers))), timeout=20
+    )
+    await manager.stop_all()
+    assert [payload["status"] for payload in payloads] == ["success"] * 50
+    assert len(_CHECKS) == 3  # not 150
+
+
+@pytest.mark.asyncio
+async def test_a_slow_store_holds_at_most_its_share_of_the_check_threads(tmp_path: Path) -> None:
+    """A store that hangs must not take every thread of the pool from the other triggers' checks."""
+    import threading
+
+    from airflow_training_guard.partitions import sources
+
+    release = threading.Event()
+    busy: list[str] = []
+
+    def hanging(keys: tuple[str, ...]) -> list[str]:
+        busy.append(threading.current_thread().name)
+        release.wait(timeout=20)
+        return list(keys)
+
+    slow = [CallableSource(hanging).check_async(HOURS) for _ in range(10)]
+    slow_tasks = [asyncio.create_task(check) for check in slow]
+    await asyncio.sleep(0.3)
+    for hour in range(24):
+        write_hour(tmp_path, hour)
+    fast = ObjectStorageSource(f"{tmp_path}/date={{date}}/hour={{hour}}")
+    result = await asyncio.wait_for(fast.check_async(HOURS), timeout=10)
+    assert result.is_complete
+    assert len(busy) == sources.CHECKS_PER_STORE < sources.CHECK_THREADS
+    assert all(name.startswith("training-guard-check") for name in busy)
+    release.set()
+    assert all(r.is_complete for r in await asyncio.gather(*slow_tasks))
