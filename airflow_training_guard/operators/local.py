@@ -37,6 +37,7 @@ from airflow_training_guard.manifest import (
     MANIFEST_FILE_NAME,
     RunManifest,
     file_sha256,
+    model_artifact_digests,
     python_environment,
     utc_now_iso,
 )
@@ -373,7 +374,14 @@ class LocalTrainingOperator(BaseOperator):
             image_digest=None,
             datasets=dict(training_env.pins.get("datasets", {})),
             models=dict(training_env.pins.get("models", {})),
-            params={"command": command},
+            params={
+                "command": command,
+                # What `airflow training-guard runs reproduce` needs to re-run the same program.
+                "command_files": _command_file_digests(command, self.cwd),
+                "cwd": self.cwd,
+                "nproc_per_node": self.nproc_per_node,
+                "checkpoint_every_steps": training_env.checkpoint_every,
+            },
             code={
                 "package_version": __version__,
                 "dag_file_sha256": file_sha256(dag_file) if dag_file and Path(dag_file).is_file() else "",
@@ -383,6 +391,7 @@ class LocalTrainingOperator(BaseOperator):
             artifact_uri=str(output_dir),
             metrics=metrics,
             created_at=utc_now_iso(),
+            artifacts=model_artifact_digests(output_dir),
         )
         if not manifest.is_complete:
             self.log.warning("run manifest is incomplete: missing %s", ", ".join(manifest.missing_fields()))
@@ -574,3 +583,13 @@ def _straggler_policy(
             f"straggler_policy {value!r} of task {task_id!r} has an unknown key ({err}); use fraction, window, "
             "rate_window, action, avoid_node"
         ) from err
+
+
+def _command_file_digests(command: Sequence[str], cwd: str | None) -> dict[str, str]:
+    """sha256 of the program files the command names (``train.py``), so a changed program is named."""
+    digests: dict[str, str] = {}
+    for part in command[1:]:
+        path = Path(part) if os.path.isabs(part) else Path(cwd or os.getcwd()) / part
+        if path.suffix in {".py", ".sh"} and path.is_file():
+            digests[part] = "sha256:" + file_sha256(path)
+    return digests
