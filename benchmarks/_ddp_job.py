@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_training_guard.launchers.process import Outcome, ProcessSupervisor, SupervisionLimits, torchrun_command
+from airflow_training_guard.launchers.process import (
+    Outcome,
+    ProcessSupervisor,
+    SupervisionLimits,
+    torchrun_command,
+)
 from airflow_training_guard.policies.stragglers import StragglerPolicy
 from airflow_training_guard.runtime import TrainingEnvironment
 

@@ -34,9 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _ddp_job import run_job  # noqa: E402
+import contextlib
 
-from airflow_training_guard.runtime import read_rank_heartbeats  # noqa: E402
+from _ddp_job import run_job
+
+from airflow_training_guard.runtime import read_rank_heartbeats
 
 GOAL = 1.10
 
@@ -53,10 +55,8 @@ def _killer(kills: list[tuple[int, int]]):
             while True:
                 record = read_rank_heartbeats(heartbeat).get(rank)
                 if record is not None and record.step >= step:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(record.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                     return
                 if supervisor._proc is not None and supervisor._proc.poll() is not None:
                     return
@@ -79,7 +79,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.hidden, args.checkpoint_every = 40, 256, 10
-    program = ["--steps", str(args.steps), "--hidden", str(args.hidden), "--layers", "3", "--batch-size", "32"]
+    program = [
+        "--steps",
+        str(args.steps),
+        "--hidden",
+        str(args.hidden),
+        "--layers",
+        "3",
+        "--batch-size",
+        "32",
+    ]
     rng = random.Random(args.seed)
     runs: dict[str, list[float]] = {"fault_free": [], "checkpointing": [], "no_checkpointing": []}
     attempts: dict[str, list[int]] = {mode: [] for mode in runs}
@@ -114,7 +123,12 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "trainers_preemption",
-                "job": {"ranks": 2, "steps": args.steps, "hidden": args.hidden, "checkpoint_every": args.checkpoint_every},
+                "job": {
+                    "ranks": 2,
+                    "steps": args.steps,
+                    "hidden": args.hidden,
+                    "checkpoint_every": args.checkpoint_every,
+                },
                 "kills": args.kills,
                 "checkpoint_mb": round(checkpoint_bytes / 1e6, 1),
                 "wall_seconds": {mode: [round(v, 1) for v in values] for mode, values in runs.items()},
