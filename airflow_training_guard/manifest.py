@@ -100,6 +100,9 @@ class RunManifest:
     :param metrics: final metrics (name -> finite number).
     :param created_at: ISO 8601 UTC timestamp (see :func:`utc_now_iso`).
     :param schema_version: the manifest schema version (:data:`MANIFEST_SCHEMA_VERSION`).
+    :param artifacts: model file name (relative to ``artifact_uri``) -> ``sha256:<64 hex>`` of its
+        bytes (:func:`model_artifact_digests`); ``airflow training-guard runs reproduce`` compares a
+        re-run's files with these. Empty in manifests written before it existed.
     :raises ManifestError: (a :class:`GuardConfigError`) naming the bad field.
     """
 
@@ -118,6 +121,7 @@ class RunManifest:
     metrics: Mapping[str, float]
     created_at: str
     schema_version: int = field(default=MANIFEST_SCHEMA_VERSION)
+    artifacts: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("dag_id", "run_id", "task_id", "partition_key", "created_at"):
@@ -155,6 +159,13 @@ class RunManifest:
             self, "datasets", _freeze_mapping(_check_str_map("datasets", self.datasets, sha=True))
         )
         object.__setattr__(self, "models", _freeze_mapping(_check_str_map("models", self.models, sha=True)))
+        artifacts = _check_str_map("artifacts", self.artifacts, sha=False)
+        for name, digest in artifacts.items():
+            if not _SHA256_DIGEST.fullmatch(digest):
+                raise ManifestError(
+                    f"manifest field artifacts[{name!r}] is {digest!r}, not a 'sha256:<64 hex>' digest"
+                )
+        object.__setattr__(self, "artifacts", _freeze_mapping(artifacts))
         object.__setattr__(self, "code", _freeze_mapping(_check_str_map("code", self.code, sha=False)))
         if self.python_env is not None:
             env = _check_str_map("python_env", self.python_env, sha=False)
@@ -245,6 +256,7 @@ class RunManifest:
             "artifact_uri": self.artifact_uri,
             "metrics": dict(self.metrics),
             "created_at": self.created_at,
+            "artifacts": dict(self.artifacts),
         }
 
     @classmethod
@@ -262,7 +274,7 @@ class RunManifest:
                 f"run manifest has unknown field(s) {', '.join(map(repr, unknown))}; it may come from a "
                 "newer airflow-training-guard: upgrade the package"
             )
-        required = [f.name for f in fields(cls) if f.name != "schema_version"]
+        required = [f.name for f in fields(cls) if f.name not in {"schema_version", "artifacts"}]
         missing = [name for name in required if name not in data]
         if missing:
             raise ManifestError(f"run manifest is missing the field(s) {', '.join(map(repr, missing))}")
@@ -378,6 +390,28 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+#: Files of an output directory that are the model (what a re-run must reproduce byte for byte).
+MODEL_FILE_SUFFIXES = (".safetensors", ".npy", ".npz", ".pt", ".pth", ".bin", ".onnx", ".gguf", ".ckpt")
+# Written by the Hugging Face Trainer next to the model: pickled arguments including paths, not weights.
+_NOT_MODEL_FILES = frozenset({"training_args.bin"})
+
+
+def model_artifact_digests(output_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """``{relative name: "sha256:<hex>"}`` of the model files under ``output_dir`` (sorted).
+
+    Model files are those ending in :data:`MODEL_FILE_SUFFIXES`; the run manifest and metrics are
+    not (they hold times and paths).
+    """
+    root = Path(output_dir)
+    digests: dict[str, str] = {}
+    if not root.is_dir():
+        return digests
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES and path.name not in _NOT_MODEL_FILES:
+            digests[path.relative_to(root).as_posix()] = "sha256:" + file_sha256(path)
+    return digests
+
+
 def reproduce_config(manifest: RunManifest) -> dict[str, Any]:
     """The exact pins and arguments to re-run what ``manifest`` recorded.
 
@@ -430,10 +464,12 @@ def check_python_environment(manifest: RunManifest) -> list[str]:
 __all__ = [
     "MANIFEST_FILE_NAME",
     "MANIFEST_SCHEMA_VERSION",
+    "MODEL_FILE_SUFFIXES",
     "ManifestError",
     "RunManifest",
     "check_python_environment",
     "file_sha256",
+    "model_artifact_digests",
     "python_environment",
     "reproduce_config",
     "utc_now_iso",

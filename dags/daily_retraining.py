@@ -20,6 +20,11 @@ these must be set too (the DAG fails to import, naming the missing one, otherwis
 - optional: ``TRAINING_GUARD_NAMESPACE`` (default ``training``), ``TRAINING_GUARD_GPUS`` (default
   0: the example model trains on CPU), ``TRAINING_GUARD_REGISTRY_CONN_ID`` (registry credentials).
 
+**The program switch** (local launcher): ``TRAINING_GUARD_TRAINING_PROGRAM`` picks the example
+program: ``numpy`` (default, ``examples/training/train.py``) or ``pytorch-ddp``
+(``examples/training/train_ddp.py``: 2 ranks with ``torchrun``, gloo on CPU; needs the ``torch``
+extra). Any other value fails the DAG import, naming the choices.
+
 ``TRAINING_GUARD_AIRFLOW_API_CONN_ID`` (optional, both launchers) names a connection to the Airflow
 REST API; pre-flight then also checks that the pool ``training_sla`` exists.
 
@@ -74,6 +79,18 @@ TRAINING_DAY = "{{ macros.ds_add(ds, -1) }}"  # the run at 02:00 on day D trains
 DAY_DATA = f"{DATA_ROOT}/date={TRAINING_DAY}"
 MODEL_DIR = f"{OUTPUT_ROOT}/daily_retraining/train/{TRAINING_DAY}"
 TRAIN_ARGS = ["--data-dir", DATA_ROOT, "--steps", "300"]
+# The example program of the local launcher: (script, ranks, model file); docs/daily-retraining.md.
+PROGRAMS = {
+    "numpy": ("train.py", 1, "model.npy"),
+    "pytorch-ddp": ("train_ddp.py", 2, "model.safetensors"),
+}
+PROGRAM = os.environ.get("TRAINING_GUARD_TRAINING_PROGRAM", "").strip() or "numpy"
+if PROGRAM not in PROGRAMS:
+    raise GuardConfigError(
+        f"TRAINING_GUARD_TRAINING_PROGRAM={PROGRAM!r} is not an example program; use one of "
+        f"{', '.join(sorted(PROGRAMS))} (or unset it for numpy)"
+    )
+PROGRAM_SCRIPT, PROGRAM_RANKS, MODEL_FILE = PROGRAMS[PROGRAM] if LAUNCHER == "local" else PROGRAMS["numpy"]
 PINS = "{{ ti.xcom_pull(task_ids='preflight', key='pins') }}"
 
 
@@ -127,7 +144,8 @@ with DAG(
         train = LocalTrainingOperator(
             task_id="train",
             partition_key=TRAINING_DAY,
-            command=[sys.executable, str(EXAMPLES / "training" / "train.py"), *TRAIN_ARGS],
+            command=[sys.executable, str(EXAMPLES / "training" / PROGRAM_SCRIPT), *TRAIN_ARGS],
+            nproc_per_node=PROGRAM_RANKS,
             checkpoint_root=CHECKPOINT_ROOT,
             output_dir=MODEL_DIR,
             expected_runtime=EXPECTED_RUNTIME,
@@ -242,7 +260,7 @@ with DAG(
             )
         return {
             "partition_key": result["partition_key"],
-            "model_sha256": "sha256:" + file_sha256(output_dir / "model.npy"),
+            "model_sha256": "sha256:" + file_sha256(output_dir / MODEL_FILE),
             **metrics,
         }
 

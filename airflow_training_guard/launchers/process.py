@@ -7,6 +7,12 @@ Why a process group: a training program often starts workers (data loaders, torc
 Killing only the direct child leaves them running and holding the GPU/CPU; the supervisor starts
 the program in its own session and always signals the whole group, then reaps the child, so no
 orphan or zombie survives a deadline, a stall or a killed Airflow task.
+
+Multi-rank programs run under ``torchrun`` (:func:`torchrun_command`): every rank writes its own
+heartbeat file (``heartbeat.rank-00001.json``); the job's progress is its slowest rank's, and the
+straggler rule (:mod:`airflow_training_guard.policies.stragglers`) compares the ranks. torchrun
+exits 1 whenever a rank fails, so the ranks' own exit codes (75 preempted, 78 bad configuration)
+are read from the failure summary torchrun prints.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -23,8 +30,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow_training_guard.policies.stragglers import StragglerPolicy, StragglerReport, StragglerWatch
 from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, EXIT_OK, EXIT_PREEMPTED
-from airflow_training_guard.runtime.heartbeat import HeartbeatRecord, read_heartbeat
+from airflow_training_guard.runtime.heartbeat import (
+    COMPUTE_SECONDS_METRIC,
+    HeartbeatRecord,
+    read_heartbeat,
+    read_rank_heartbeats,
+    slowest_rank,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +55,7 @@ class Ending(enum.Enum):
     STALLED = "stalled"  # no heartbeat progress for stall_after
     NO_STARTUP = "no_startup"  # no first heartbeat within startup_timeout
     CANCELLED = "cancelled"  # terminate() was called (Airflow's on_kill)
+    STRAGGLER = "straggler"  # a rank stayed far slower than its peers (straggler policy 'restart')
 
 
 #: Endings a retry can fix: it resumes from the newest valid checkpoint.
@@ -52,8 +67,33 @@ RETRYABLE = frozenset(
         Ending.DEADLINE_EXCEEDED,
         Ending.STALLED,
         Ending.NO_STARTUP,
+        Ending.STRAGGLER,
     }
 )
+
+#: torchrun's failure summary: one ``exitcode : 75 (pid: 123)`` line per failed rank.
+_TORCHRUN_EXITCODE_RE = re.compile(r"^\s*exitcode\s*:\s*(-?[0-9]+)\s*\(pid:")
+_TORCHRUN_RANK_RE = re.compile(r"^\s*rank\s*:\s*([0-9]+)\s*\(local_rank:")
+
+
+def torchrun_command(command: Sequence[str], nproc_per_node: int, *, python: str) -> list[str]:
+    """``command`` run as ``nproc_per_node`` ranks by ``torchrun`` on this machine.
+
+    ``python train.py --steps 10`` becomes ``python -m torch.distributed.run --standalone
+    --nproc-per-node 2 --max-restarts 0 train.py --steps 10`` (the same interpreter runs the
+    ranks); any other executable runs with ``--no-python``. ``--max-restarts 0``: restarts are the
+    Airflow retry's job, which resumes from the newest valid checkpoint.
+    """
+    if isinstance(nproc_per_node, bool) or not isinstance(nproc_per_node, int) or nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node={nproc_per_node!r} is invalid: use an integer >= 1")
+    if not command:
+        raise ValueError("command is empty")
+    first = os.path.basename(command[0])
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nnodes", "1"]
+    launcher += ["--nproc-per-node", str(nproc_per_node), "--max-restarts", "0"]
+    if re.fullmatch(r"python[0-9.]*", first) and len(command) > 1 and not command[1].startswith("-"):
+        return [command[0], *launcher, *command[1:]]
+    return [python, *launcher, "--no-python", *command]
 
 
 @dataclass(frozen=True)
@@ -66,6 +106,7 @@ class SupervisionLimits:
     :param poll_interval: how often the supervisor checks the process and the heartbeat.
     :param termination_grace: time between SIGTERM and SIGKILL when the supervisor stops the group.
     :param watch_heartbeat: False for programs that do not write heartbeats (no stall detection).
+    :param straggler: the straggler rule for multi-rank programs, or None.
     """
 
     deadline: float
@@ -74,6 +115,7 @@ class SupervisionLimits:
     poll_interval: float = 5.0
     termination_grace: float = 30.0
     watch_heartbeat: bool = True
+    straggler: StragglerPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +128,8 @@ class Outcome:
     last_lines: tuple[str, ...]
     last_heartbeat: HeartbeatRecord | None
     detail: str = ""
+    stragglers: tuple[StragglerReport, ...] = ()
+    rank_exit_codes: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def retryable(self) -> bool:
@@ -119,6 +163,7 @@ class ProcessSupervisor:
     :param cwd: working directory of the child.
     :param on_line: called with every output line (stdout and stderr merged), e.g. a task logger.
     :param tail_lines: how many last output lines to keep for failure messages.
+    :param multi_rank: the command is ``torchrun``: read per-rank heartbeats and rank exit codes.
     """
 
     command: Sequence[str]
@@ -128,9 +173,12 @@ class ProcessSupervisor:
     cwd: str | None = None
     on_line: Callable[[str], None] = log.info
     tail_lines: int = 40
+    multi_rank: bool = False
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _rank_exit_codes: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    _stragglers: list[StragglerReport] = field(default_factory=list, init=False, repr=False)
 
     def run(self) -> Outcome:
         """Run to the end and return the :class:`Outcome`; never leaves a process behind."""
@@ -167,9 +215,11 @@ class ProcessSupervisor:
             ending, detail = Ending.CANCELLED, "the task was killed; the process group was terminated"
         if ending is None:
             ending, detail = self._classify(returncode)
+            if self.multi_rank and returncode != EXIT_OK and self._rank_exit_codes:
+                ending, detail = self._classify_ranks(dict(self._rank_exit_codes))
         if self.heartbeat_file is not None:
             # The last poll can be up to poll_interval old: the file has the final word.
-            heartbeat = read_heartbeat(self.heartbeat_file) or heartbeat
+            heartbeat = self._read_progress() or heartbeat
         return Outcome(
             ending=ending,
             returncode=returncode,
@@ -177,6 +227,8 @@ class ProcessSupervisor:
             last_lines=tuple(tail),
             last_heartbeat=heartbeat,
             detail=detail,
+            stragglers=tuple(self._stragglers),
+            rank_exit_codes=dict(self._rank_exit_codes),
         )
 
     def terminate(self) -> None:
@@ -203,6 +255,7 @@ class ProcessSupervisor:
         # Short sleeps keep the reaction to an exit fast even with a long poll interval.
         tick = min(limits.poll_interval, 0.2)
         next_poll = started
+        stragglers = StragglerWatch(limits.straggler, started) if watch and limits.straggler else None
         while True:
             if proc.poll() is not None:
                 return None, "", heartbeat
@@ -220,7 +273,12 @@ class ProcessSupervisor:
             if watch and now >= next_poll:
                 next_poll = now + limits.poll_interval
                 assert self.heartbeat_file is not None
-                record = read_heartbeat(self.heartbeat_file)
+                record = self._read_progress()
+                if stragglers is not None:
+                    reason = self._check_stragglers(stragglers, now)
+                    if reason is not None:
+                        self._stop_group(proc)
+                        return Ending.STRAGGLER, reason, record or heartbeat
                 if record is not None:
                     heartbeat = record
                     if record.step != last_step:
@@ -247,6 +305,55 @@ class ProcessSupervisor:
                     )
             time.sleep(tick)
 
+    def _read_progress(self) -> HeartbeatRecord | None:
+        """The job's progress: the heartbeat file, or the slowest rank's per-rank file."""
+        assert self.heartbeat_file is not None
+        record = read_heartbeat(self.heartbeat_file)
+        if record is None and self.multi_rank:
+            record = slowest_rank(read_rank_heartbeats(self.heartbeat_file))
+        return record
+
+    def _check_stragglers(self, watch: StragglerWatch, now: float) -> str | None:
+        """Feed the straggler rule; the reason to restart, or None (warnings are logged)."""
+        assert self.heartbeat_file is not None and self.limits.straggler is not None
+        for rank, record in read_rank_heartbeats(self.heartbeat_file).items():
+            watch.observe(
+                rank,
+                record.step,
+                now,
+                node=record.node,
+                compute_seconds=record.metrics.get(COMPUTE_SECONDS_METRIC),
+            )
+        reports = watch.check(now)
+        self._stragglers.extend(reports)
+        for report in reports:
+            message = f"training-guard: {report.describe()}"
+            log.warning("%s", message)
+            try:
+                self.on_line(message)
+            except Exception:  # pragma: no cover - a logging problem must not stop the watch
+                log.exception("could not forward a straggler report")
+        if reports and self.limits.straggler.action == "restart":
+            return "; ".join(report.describe() for report in reports) + (
+                "; policy 'restart': the attempt was stopped, the retry resumes from the newest valid checkpoint"
+            )
+        return None
+
+    @staticmethod
+    def _classify_ranks(codes: dict[int, int]) -> tuple[Ending, str]:
+        """torchrun exits 1 for any failed rank; the ranks' own codes say what happened."""
+        described = ", ".join(
+            f"rank {rank}: {describe_returncode(code)}" for rank, code in sorted(codes.items())
+        )
+        values = set(codes.values())
+        if EXIT_CONFIG_ERROR in values:
+            return Ending.CONFIG_ERROR, f"a rank reported a configuration or input error ({described})"
+        if values == {EXIT_PREEMPTED}:
+            return Ending.PREEMPTED, f"the ranks saved a checkpoint and exited as preempted ({described})"
+        if any(code < 0 for code in values):
+            return Ending.KILLED_BY_SIGNAL, f"a rank was killed ({described})"
+        return Ending.FAILED, f"ranks failed ({described})"
+
     @staticmethod
     def _classify(returncode: int) -> tuple[Ending, str]:
         if returncode == EXIT_OK:
@@ -261,9 +368,18 @@ class ProcessSupervisor:
 
     def _pump(self, proc: subprocess.Popen[bytes], tail: deque[str]) -> None:
         assert proc.stdout is not None
+        pending_rank: int | None = None
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             tail.append(line)
+            if self.multi_rank:
+                rank_match = _TORCHRUN_RANK_RE.match(line)
+                if rank_match is not None:
+                    pending_rank = int(rank_match.group(1))
+                code_match = _TORCHRUN_EXITCODE_RE.match(line)
+                if code_match is not None and pending_rank is not None:
+                    self._rank_exit_codes[pending_rank] = int(code_match.group(1))
+                    pending_rank = None
             try:
                 self.on_line(line)
             except Exception:  # a logging problem must never stop draining the pipe

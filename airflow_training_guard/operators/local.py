@@ -8,10 +8,12 @@ deadline, stall detection, smoke run) and speaks the same environment contract
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
@@ -29,11 +31,13 @@ from airflow_training_guard.launchers.process import (
     ProcessSupervisor,
     SupervisionLimits,
     describe_returncode,
+    torchrun_command,
 )
 from airflow_training_guard.manifest import (
     MANIFEST_FILE_NAME,
     RunManifest,
     file_sha256,
+    model_artifact_digests,
     python_environment,
     utc_now_iso,
 )
@@ -48,6 +52,7 @@ from airflow_training_guard.operators.common import (
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
+from airflow_training_guard.policies.stragglers import StragglerPolicy
 from airflow_training_guard.runtime.checkpoint import Checkpointer
 from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, TrainingEnvironment
 from airflow_training_guard.secrets import redact
@@ -116,6 +121,12 @@ class LocalTrainingOperator(BaseOperator):
     :param pins: dataset/model revisions resolved by ``PreflightOperator`` (templated, e.g.
         ``"{{ ti.xcom_pull(task_ids='preflight', key='pins') }}"``); passed to the program as
         ``TRAINING_GUARD_PINS`` and recorded in the run manifest.
+    :param nproc_per_node: run the program as this many ranks with ``torchrun`` on the worker
+        (CPU: the program uses the gloo backend); needs the ``torch`` extra. Each rank writes its
+        own heartbeat; the job's progress is its slowest rank's. Default 1 (a plain subprocess).
+    :param straggler_policy: for ``nproc_per_node > 1``: a
+        :class:`~airflow_training_guard.policies.stragglers.StragglerPolicy` or its keyword
+        arguments (``{"fraction": 0.5, "window": "2m", "action": "restart"}``); ``None`` disables.
     """
 
     template_fields: Sequence[str] = ("command", "partition_key", "output_dir", "env", "cwd", "pins")
@@ -147,6 +158,8 @@ class LocalTrainingOperator(BaseOperator):
         cwd: str | None = None,
         non_retryable_exit_codes: Collection[int] = (EXIT_CONFIG_ERROR, 2),
         pins: Mapping[str, Any] | str | None = None,
+        nproc_per_node: int = 1,
+        straggler_policy: StragglerPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self.guard_profile = get_profile(profile)
@@ -222,6 +235,30 @@ class LocalTrainingOperator(BaseOperator):
         self.cwd = cwd
         self.non_retryable_exit_codes = frozenset(non_retryable_exit_codes)
         self.pins = pins
+        if isinstance(nproc_per_node, bool) or not isinstance(nproc_per_node, int) or nproc_per_node < 1:
+            raise GuardConfigError(
+                f"nproc_per_node {nproc_per_node!r} of task {self.task_id!r} is invalid: use an integer >= 1 "
+                "(the number of ranks torchrun starts on the worker; 1 runs a plain subprocess)"
+            )
+        self.nproc_per_node = nproc_per_node
+        self.straggler_policy = _straggler_policy(straggler_policy, task_id=self.task_id)
+        if self.straggler_policy is not None:
+            if nproc_per_node == 1:
+                raise GuardConfigError(
+                    f"straggler_policy of task {self.task_id!r} needs nproc_per_node > 1: a one-rank job has "
+                    "no peers to compare with"
+                )
+            if self.straggler_policy.avoid_node:
+                raise GuardConfigError(
+                    f"straggler_policy avoid_node=True of task {self.task_id!r} cannot work here: "
+                    "LocalTrainingOperator runs every rank on one worker; drop avoid_node, or use the "
+                    "multi-node Kubernetes launcher"
+                )
+            if not watch_heartbeat:
+                raise GuardConfigError(
+                    f"straggler_policy of task {self.task_id!r} needs watch_heartbeat=True: stragglers "
+                    "are found from the ranks' heartbeats"
+                )
         self._supervisor: ProcessSupervisor | None = None
 
     # -- Airflow entry points -------------------------------------------------------------------
@@ -232,6 +269,13 @@ class LocalTrainingOperator(BaseOperator):
         except GuardConfigError as err:  # the same worker will not grow the program on a retry
             raise AirflowFailException(str(err)) from err
         command = [executable, *self.command[1:]]
+        if self.nproc_per_node > 1:
+            if importlib.util.find_spec("torch") is None:
+                raise AirflowFailException(
+                    f"task {self.task_id!r} runs {self.nproc_per_node} ranks with torchrun, but torch is not "
+                    "installed on this worker; install airflow-training-guard[torch]"
+                )
+            command = torchrun_command(command, self.nproc_per_node, python=sys.executable)
         partition_key = resolve_partition_key(self.partition_key, context, task_id=self.task_id)
         policy = self._effective_checkpoint_policy()
         checkpoint_dir = Path(
@@ -262,6 +306,9 @@ class LocalTrainingOperator(BaseOperator):
             self.log.info("data pin verified: %s", line)
         heartbeat_file = checkpoint_dir / "heartbeat.json"
         heartbeat_file.unlink(missing_ok=True)
+        for stale in checkpoint_dir.glob("heartbeat.rank-*.json"):
+            # A previous attempt's rank files would look like progress (or a straggler) to this one.
+            stale.unlink(missing_ok=True)
         training_env = TrainingEnvironment(
             partition_key=partition_key,
             checkpoint_dir=checkpoint_dir,
@@ -302,6 +349,7 @@ class LocalTrainingOperator(BaseOperator):
             "duration_seconds": round(outcome.duration, 3),
             "manifest_path": str(Path(manifest.artifact_uri or output_dir) / MANIFEST_FILE_NAME),
             "manifest": manifest.to_dict(),
+            "stragglers": [report.to_dict() for report in outcome.stragglers],
         }
         return redact(xcom)
 
@@ -334,7 +382,14 @@ class LocalTrainingOperator(BaseOperator):
             image_digest=None,
             datasets=dict(training_env.pins.get("datasets", {})),
             models=dict(training_env.pins.get("models", {})),
-            params={"command": command},
+            params={
+                "command": command,
+                # What `airflow training-guard runs reproduce` needs to re-run the same program.
+                "command_files": _command_file_digests(command, self.cwd),
+                "cwd": self.cwd,
+                "nproc_per_node": self.nproc_per_node,
+                "checkpoint_every_steps": training_env.checkpoint_every,
+            },
             code={
                 "package_version": __version__,
                 "dag_file_sha256": file_sha256(dag_file) if dag_file and Path(dag_file).is_file() else "",
@@ -344,6 +399,7 @@ class LocalTrainingOperator(BaseOperator):
             artifact_uri=str(output_dir),
             metrics=metrics,
             created_at=utc_now_iso(),
+            artifacts=model_artifact_digests(output_dir),
         )
         if not manifest.is_complete:
             self.log.warning("run manifest is incomplete: missing %s", ", ".join(manifest.missing_fields()))
@@ -389,6 +445,7 @@ class LocalTrainingOperator(BaseOperator):
             poll_interval=policy.poll_interval.total_seconds(),
             termination_grace=self.termination_grace.total_seconds(),
             watch_heartbeat=self.watch_heartbeat,
+            straggler=self.straggler_policy,
         )
 
     def _child_env(self, training_env: TrainingEnvironment) -> dict[str, str]:
@@ -410,6 +467,7 @@ class LocalTrainingOperator(BaseOperator):
             # Redacted here, not only by the log masker: Airflow 3.3's LocalExecutor also copies task
             # logs to the scheduler's stdout through a masker that never learns run-time secrets.
             on_line=lambda line: self.log.info("[train] %s", redact(line)),
+            multi_rank=self.nproc_per_node > 1,
         )
         try:
             return self._supervisor.run()
@@ -478,6 +536,10 @@ class LocalTrainingOperator(BaseOperator):
                 "(airflow_training_guard.runtime), raise startup_timeout, or set watch_heartbeat=False"
             ),
             Ending.CANCELLED: "the task was stopped; the process group was terminated",
+            Ending.STRAGGLER: (
+                "a rank stayed far slower than its peers (see the report above); the retry resumes from "
+                "the newest valid checkpoint. Use straggler_policy action='warn' to only report it"
+            ),
         }
         code = f" ({describe_returncode(outcome.returncode)})" if outcome.returncode is not None else ""
         step = outcome.last_heartbeat.step if outcome.last_heartbeat else "none"
@@ -501,7 +563,43 @@ class LocalTrainingOperator(BaseOperator):
             "output_dir": str(training_env.output_dir),
             "smoke_run_steps": self.smoke_run_steps,
             "watch_heartbeat": self.watch_heartbeat,
+            "nproc_per_node": self.nproc_per_node,
+            "straggler_policy": self.straggler_policy.describe() if self.straggler_policy else None,
             "attempt": training_env.attempt,
             "timeouts": self.timeout_policy.describe(),
         }
         self.log.info("effective configuration: %s", json.dumps(redact(config), sort_keys=True))
+
+
+def _straggler_policy(
+    value: StragglerPolicy | Mapping[str, Any] | None, *, task_id: str
+) -> StragglerPolicy | None:
+    """A :class:`StragglerPolicy` from itself or its keyword arguments (durations like ``"2m"`` allowed)."""
+    if value is None or isinstance(value, StragglerPolicy):
+        return value
+    if not isinstance(value, Mapping):
+        raise GuardConfigError(
+            f"straggler_policy {value!r} of task {task_id!r} is neither a StragglerPolicy nor a dict of its "
+            "arguments, e.g. {'fraction': 0.5, 'window': '2m', 'action': 'restart'}"
+        )
+    kwargs = dict(value)
+    for name in ("window", "rate_window"):
+        if kwargs.get(name) is not None and not isinstance(kwargs[name], int | float):
+            kwargs[name] = parse_duration(kwargs[name], name=f"straggler_policy {name}").total_seconds()
+    try:
+        return StragglerPolicy(**kwargs)
+    except TypeError as err:
+        raise GuardConfigError(
+            f"straggler_policy {value!r} of task {task_id!r} has an unknown key ({err}); use fraction, window, "
+            "rate_window, action, avoid_node"
+        ) from err
+
+
+def _command_file_digests(command: Sequence[str], cwd: str | None) -> dict[str, str]:
+    """sha256 of the program files the command names (``train.py``), so a changed program is named."""
+    digests: dict[str, str] = {}
+    for part in command[1:]:
+        path = Path(part) if os.path.isabs(part) else Path(cwd or os.getcwd()) / part
+        if path.suffix in {".py", ".sh"} and path.is_file():
+            digests[part] = "sha256:" + file_sha256(path)
+    return digests

@@ -45,6 +45,8 @@ from airflow_training_guard.runtime.contract import (
     TrainingEnvironment,
 )
 from airflow_training_guard.runtime.heartbeat import (
+    COMPUTE_SECONDS_METRIC,
+    ENV_NODE_NAME,
     HEARTBEAT_FORMAT_VERSION,
     HEARTBEAT_LINE_PREFIX,
     Heartbeat,
@@ -52,19 +54,24 @@ from airflow_training_guard.runtime.heartbeat import (
     format_heartbeat_line,
     last_heartbeat_in,
     parse_heartbeat_line,
+    rank_heartbeat_path,
     read_heartbeat,
+    read_rank_heartbeats,
+    slowest_rank,
 )
 from airflow_training_guard.runtime.preemption import PreemptionGuard, exit_preempted
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_FORMAT_VERSION",
+    "COMPUTE_SECONDS_METRIC",
     "ENV_ATTEMPT",
     "ENV_CHECKPOINT_DIR",
     "ENV_CHECKPOINT_EVERY",
     "ENV_CHECKPOINT_KEEP",
     "ENV_HEARTBEAT_FILE",
     "ENV_HEARTBEAT_LOG_INTERVAL",
+    "ENV_NODE_NAME",
     "ENV_OUTPUT_DIR",
     "ENV_PARTITION_KEY",
     "ENV_PINS",
@@ -90,5 +97,8 @@ __all__ = [
     "format_heartbeat_line",
     "last_heartbeat_in",
     "parse_heartbeat_line",
+    "rank_heartbeat_path",
     "read_heartbeat",
+    "read_rank_heartbeats",
+    "slowest_rank",
 ]

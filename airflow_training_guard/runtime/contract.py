@@ -89,8 +89,20 @@ class TrainingEnvironment:
         return self.smoke_steps > 0
 
     def heartbeat(self) -> Heartbeat:
-        """The heartbeat writer this launcher asked for (file, log lines, or both)."""
-        return Heartbeat(self.heartbeat_file, log_interval=self.heartbeat_log_interval)
+        """The heartbeat writer this launcher asked for (file, log lines, or both).
+
+        In a multi-rank job (``RANK`` and ``WORLD_SIZE`` set by ``torchrun``) each rank writes its
+        own file (``heartbeat.rank-00001.json``) with its rank and node, for stall and straggler
+        detection.
+        """
+        try:
+            rank = int(os.environ.get("RANK", "0") or 0)
+            world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        except ValueError:
+            rank, world_size = 0, 1
+        return Heartbeat.for_rank(
+            self.heartbeat_file, max(rank, 0), world_size, log_interval=self.heartbeat_log_interval
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainingEnvironment:
