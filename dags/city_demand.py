@@ -8,7 +8,8 @@ makes each committed key visible to Airflow's own partition machinery:
   one partition per key that *this run* committed (``outlet_events[asset].add_partitions``), so
   Airflow records one asset event per key with ``partition_key = "berlin|2026-11-01"``. Keys that
   were skipped (already committed), superseded or failed are not announced; a run that committed
-  nothing is skipped and announces nothing.
+  nothing is skipped and announces nothing. ``fail_if_a_key_failed`` keeps a run with a failed key
+  failed (``announce_partitions`` runs after failures too, and would otherwise be the only leaf).
 - ``city_demand_report`` is scheduled with ``PartitionedAssetTimetable(assets=city_demand)``: Airflow
   creates one run per announced key, with ``dag_run.partition_key`` set to it. No sensor, no
   polling of the ledger.
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, PartitionedAssetTimetable, XComArg, dag, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_training_guard.backfill.factory import TrainingPipeline, WorkUnit, build_dags
 from airflow_training_guard.backfill.validation import Dimension
@@ -99,7 +100,22 @@ for _built in (city_demand_daily, city_demand_backfill):
             logging.getLogger("airflow.task").info("announced %d partition(s): %s", len(keys), keys)
             return keys
 
-        announce_partitions(XComArg(_built.get_task("train_partition")))
+        @task(
+            task_id="fail_if_a_key_failed",
+            trigger_rule="one_failed",
+            retries=0,
+            doc_md="Fails the run when a key failed. `announce_partitions` runs even then (all_done) and is "
+            "a leaf, so without this task a run with failed keys would end as success.",
+        )
+        def fail_if_a_key_failed() -> None:
+            raise AirflowFailException(
+                "at least one partition key failed (or the request was refused); its task log says why. The "
+                "committed keys were announced; backfill the failed ones with reprocess 'failed'"
+            )
+
+        _train = _built.get_task("train_partition")
+        _announce = announce_partitions(XComArg(_train))
+        [_train, _announce] >> fail_if_a_key_failed()
 
 
 @dag(
