@@ -23,6 +23,7 @@ days except ``oslo|DAY2``; a backfill of those six keys commits five and fails o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import tempfile
@@ -68,10 +69,9 @@ class UsersStack(AirflowStack):
     def client(self) -> httpx.Client:
         client = super().client
         if "authorization" not in client.headers:
-            try:
+            # Not up yet: the health check needs no login, the next call retries.
+            with contextlib.suppress(httpx.TransportError, AssertionError):
                 client.headers["Authorization"] = f"Bearer {self.login('admin')}"
-            except (httpx.TransportError, AssertionError):
-                pass  # not up yet: the health check needs no login, the next call retries
         return client
 
 
