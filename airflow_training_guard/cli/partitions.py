@@ -34,7 +34,7 @@ from airflow_training_guard.partitions.coverage import (
     cell_state,
     read_coverage,
 )
-from airflow_training_guard.partitions.ledger import LedgerEntry, PartitionLedger, ReprocessMode
+from airflow_training_guard.partitions.ledger import LedgerEntry, PartitionLedger
 from airflow_training_guard.plugins.pipelines import PipelineInfo, ledger_engine, load_pipeline
 
 DEFAULT_DAYS = 30
@@ -160,7 +160,7 @@ def status(args: argparse.Namespace) -> None:
         )
 
 
-def _run_reason(entry: LedgerEntry | None, state: CellState, mode: ReprocessMode) -> str:
+def _run_reason(entry: LedgerEntry | None, state: CellState) -> str:
     if entry is None or state is CellState.MISSING:
         return "never done"
     if state is CellState.FAILED:
@@ -172,7 +172,7 @@ def _run_reason(entry: LedgerEntry | None, state: CellState, mode: ReprocessMode
     return "take over the live claim (reprocess all)"
 
 
-def _skip_reason(state: CellState, mode: ReprocessMode) -> str:
+def _skip_reason(state: CellState) -> str:
     if state is CellState.COMMITTED:
         return "already committed (use --reprocess all to replace it)"
     if state is CellState.FAILED:
