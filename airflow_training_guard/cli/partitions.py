@@ -236,4 +236,4 @@ def plan(args: argparse.Namespace) -> None:
         print(f"dry run, nothing started: {request.describe()}; {decided.describe()}", file=sys.stderr)
 
 
-__all__ = ["ReprocessMode", "parse_where", "plan", "status"]
+__all__ = ["parse_where", "plan", "status"]
