@@ -226,9 +226,7 @@ def plan(args: argparse.Namespace) -> None:
                 "partition_key": key,
                 "action": "run" if run else "skip",
                 "state": state.value,
-                "reason": _run_reason(entry, state, request.reprocess)
-                if run
-                else _skip_reason(state, request.reprocess),
+                "reason": _run_reason(entry, state) if run else _skip_reason(state),
             }
         )
     AirflowConsole().print_as(data=rows, output=args.output)
