@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
+import shutil
 import tempfile
 import time
 import urllib.parse
@@ -95,6 +97,9 @@ def stack() -> Iterator[UsersStack]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,outsider:",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            # On a loaded 2-core machine the API server can take longer than the 5 s default to
+            # answer a task's first call; the task then dies before it starts.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         },
     )
     stack.start(timeout=600, wait_for_dags=(BACKFILL_DAG, REPORT_DAG), pools="import")
@@ -103,6 +108,8 @@ def stack() -> Iterator[UsersStack]:
     finally:
         stack.stop()
         leftovers = stack.leftover_pids()
+        if os.environ.get("TRAINING_GUARD_E2E_KEEP") != "1":
+            shutil.rmtree(home, ignore_errors=True)
         assert not leftovers, f"Airflow processes survived stop(): {leftovers}"
 
 
@@ -143,7 +150,19 @@ def first_backfill(stack: UsersStack) -> dict[str, Any]:
         stack.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
     conf = {"start_date": DAY1, "end_date": DAY3, "city": list(CITIES), "reprocess": "missing"}
     run = stack.api("POST", f"/dags/{BACKFILL_DAG}/dagRuns", json={"logical_date": None, "conf": conf})
-    return _wait_finished(stack, run["dag_run_id"])
+    finished = _wait_finished(stack, run["dag_run_id"])
+    states = {ti["rendered_map_index"]: ti["state"] for ti in _mapped(stack, run["dag_run_id"])}
+    expected = {f"{city}|{day}": "success" for city in CITIES for day in (DAY1, DAY2, DAY3)}
+    expected[FAILING_KEY] = "failed"
+    assert states == expected, f"first backfill {finished['state']}: {states}\n{stack.logs(40)}"
+    return finished
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _patient_expect() -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
 def _browser_as(browser: Any, stack: UsersStack, user: str) -> Any:
