@@ -173,8 +173,10 @@ def run_ui(env: dict[str, str], home: Path, *, port: int) -> None:
     def _terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    # SIGINT too: a process started from a script in the background inherits SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt; Ctrl-C must stop the services whatever started us.
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _terminate)
     step(
         f"starting the API server on http://127.0.0.1:{port} (loopback only), scheduler "
         f"(LocalExecutor, parallelism {ui_parallelism()}), dag-processor and triggerer; logs in {logs}"

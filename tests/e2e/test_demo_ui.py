@@ -25,7 +25,29 @@ START_TIMEOUT = 600  # seconds; the services start in about 1 minute on an idle 
 STOP_LIMIT = 30  # seconds from the signal until no process of the demo is left
 
 
-def _demo_pids(home: Path) -> list[int]:
+def _stat(pid: str) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command: state ppid pgrp ..."""
+    return (Path("/proc") / pid / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _service_groups(demo_pid: int) -> set[int]:
+    """Process groups of the demo's children: one per service (each started in its own session)."""
+    groups = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = _stat(entry.name)
+                if int(fields[1]) == demo_pid:
+                    groups.add(int(fields[2]))
+    return groups
+
+
+def _demo_pids(home: Path, groups: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+    """Live processes in one of ``groups`` or started with this ``AIRFLOW_HOME``.
+
+    Both: the API server rewrites its process title, which on Linux overwrites the environment
+    block that /proc/<pid>/environ shows.
+    """
     marker = f"AIRFLOW_HOME={home}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
@@ -33,10 +55,10 @@ def _demo_pids(home: Path) -> list[int]:
             continue
         try:
             environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            fields = _stat(entry.name)
         except OSError:
             continue
-        if state != "Z" and marker in environ.split(b"\0"):
+        if fields[0] != "Z" and (marker in environ.split(b"\0") or int(fields[2]) in groups):
             pids.append(int(entry.name))
     return pids
 
@@ -131,7 +153,9 @@ def test_demo_ui_listens_on_loopback_with_a_small_executor_and_stops_completely(
         assert healthy, f"demo UI not up in {START_TIMEOUT}s:\n{(tmp_path / 'demo.log').read_text()[-3000:]}"
         time.sleep(5)  # let every service open what it listens on
 
-        pids = _demo_pids(home)
+        groups = _service_groups(demo.pid)
+        assert len(groups) == 4, groups
+        pids = _demo_pids(home, groups)
         listening = _listening(pids)
         assert (("127.0.0.1", port)) in listening, listening
         assert {address for address, _ in listening} <= {"127.0.0.1", "::1"}, listening
@@ -145,13 +169,13 @@ def test_demo_ui_listens_on_loopback_with_a_small_executor_and_stops_completely(
         os.killpg(demo.pid, stop_signal)
         signalled = time.monotonic()
         demo.wait(timeout=STOP_LIMIT)
-        while _demo_pids(home) and time.monotonic() - signalled < STOP_LIMIT:
+        while _demo_pids(home, groups) and time.monotonic() - signalled < STOP_LIMIT:
             time.sleep(0.2)
-        left = {pid: _cmdline(pid) for pid in _demo_pids(home)}
+        left = {pid: _cmdline(pid) for pid in _demo_pids(home, groups)}
         assert not left, f"still running {STOP_LIMIT}s after {stop_signal.name}: {left}"
         assert "stopped" in (tmp_path / "demo.log").read_text()
     finally:
         log.close()
-        for pid in _demo_pids(home):
+        for pid in _demo_pids(home, _service_groups(demo.pid) if demo.poll() is None else set()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
