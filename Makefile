@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# The UI on http://127.0.0.1:$(PORT) only, LocalExecutor sized to the CPUs; Ctrl-C stops every service.
+PORT ?= 8080
 demo-ui: $(STAMP)
-	$(BIN)/python scripts/demo.py --ui
+	$(BIN)/python scripts/demo.py --ui --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

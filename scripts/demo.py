@@ -5,18 +5,28 @@ Creates an Airflow home under ``.airflow/`` in the project (SQLite metadata data
 training-guard pools, writes 24 sample hourly partitions for yesterday, runs the real
 ``daily_retraining`` DAG with
 ``airflow dags test`` (the real example training program as a guarded subprocess), and prints a
-summary a person can read. ``--ui`` starts ``airflow standalone`` on the same home instead.
+summary a person can read.
+
+``--ui`` starts Airflow's four services on the same home instead (what ``airflow standalone`` does,
+without its surprises on a laptop): the API server and UI on 127.0.0.1 only (``--port``, default
+8080; no log server on any other interface), a LocalExecutor with ``parallelism`` = the number of
+CPUs (2 to 4), and on Ctrl-C or SIGTERM every service and every task it started is stopped within
+seconds (SIGTERM to each service's process group, SIGKILL after a grace period).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,6 +94,139 @@ def summarize(env: dict[str, str], run_id_hint: str) -> dict[str, object]:
         return {"run_id": run.run_id, "state": str(run.state), "tasks": states, "xcom": xcoms}
 
 
+#: The services ``--ui`` starts, in order; each in its own process group.
+UI_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Seconds the services get to stop after SIGTERM before they are killed.
+STOP_GRACE = 15
+
+
+def ui_parallelism() -> int:
+    """LocalExecutor task processes: one per CPU, at least 2, at most 4 (a laptop stays usable)."""
+    return max(2, min(4, os.cpu_count() or 2))
+
+
+def ui_env(env: dict[str, str], home: Path, port: int) -> dict[str, str]:
+    """The demo's environment plus what makes the services safe on a laptop."""
+    secret_file = home / "jwt-secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    base_url = f"http://127.0.0.1:{port}"
+    return {
+        **env,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(ui_parallelism()),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        # Loopback only, one person: no login (the simple auth manager makes everyone admin).
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # Every service must sign and check tokens with one secret.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # daily_retraining's pre-flight checks its pool through this API server (as in docker-compose).
+        "AIRFLOW_CONN_AIRFLOW_API": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port}),
+        "TRAINING_GUARD_AIRFLOW_API_CONN_ID": "airflow_api",
+    }
+
+
+def _service_args(name: str, port: int) -> list[str]:
+    args = [str(Path(sys.executable).with_name("airflow")), name]
+    if name == "api-server":
+        args += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if name in ("scheduler", "triggerer"):
+        # The log servers listen on every interface and a fixed port; the API server reads the
+        # task logs from the same folder instead.
+        args.append("--skip-serve-logs")
+    return args
+
+
+def stop_services(procs: dict[str, subprocess.Popen[bytes]], grace: float = STOP_GRACE) -> None:
+    """SIGTERM every service's process group, wait ``grace`` seconds, SIGKILL what is left."""
+    for proc in procs.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    for proc in procs.values():
+        # Task processes left in a group whose leader exited are killed too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+def run_ui(env: dict[str, str], home: Path, *, port: int) -> None:
+    """Start the services, print where the UI is, and stop them all on Ctrl-C or SIGTERM."""
+    env = ui_env(env, home, port)
+    logs = home / "logs"
+    logs.mkdir(exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT too: a process started from a script in the background inherits SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt; Ctrl-C must stop the services whatever started us.
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _terminate)
+    step(
+        f"starting the API server on http://127.0.0.1:{port} (loopback only), scheduler "
+        f"(LocalExecutor, parallelism {ui_parallelism()}), dag-processor and triggerer; logs in {logs}"
+    )
+    try:
+        for name in UI_SERVICES:
+            with (logs / f"{name}.log").open("ab") as out:
+                procs[name] = subprocess.Popen(
+                    _service_args(name, port),
+                    env=env,
+                    cwd=home,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    # Its own group: Ctrl-C reaches only this script, which stops each group whole.
+                    start_new_session=True,
+                )
+        wait_ui(procs, port, logs)
+        step(
+            f"Airflow UI: http://127.0.0.1:{port}  (partition coverage: /plugin/partition-coverage); Ctrl-C stops"
+        )
+        while all(proc.poll() is None for proc in procs.values()):
+            time.sleep(1)
+        died = [name for name, proc in procs.items() if proc.poll() is not None]
+        print(f"airflow {', '.join(died)} exited; stopping the others (see {logs})", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        step("stopping the Airflow services")
+        stop_services(procs)
+        step("stopped")
+
+
+def wait_ui(procs: dict[str, subprocess.Popen[bytes]], port: int, logs: Path, timeout: float = 600) -> None:
+    """Wait until the API server answers its health check (or a service dies)."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/api/v2/monitor/health"
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise SystemExit(
+                    f"airflow {name} exited with {proc.returncode} while starting; see {logs / name}.log"
+                )
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
+            if response.status == 200:
+                return
+        time.sleep(1)
+    raise SystemExit(f"the API server did not answer on {url} within {timeout:.0f}s; see {logs}")
+
+
 def as_dict(value: object) -> dict[str, object]:
     if isinstance(value, str):
         value = json.loads(value)
@@ -93,7 +236,8 @@ def as_dict(value: object) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=REPO / ".airflow", help="AIRFLOW_HOME to use")
-    parser.add_argument("--ui", action="store_true", help="start `airflow standalone` instead")
+    parser.add_argument("--ui", action="store_true", help="start the Airflow UI and services instead")
+    parser.add_argument("--port", type=int, default=8080, help="--ui: the UI's port on 127.0.0.1")
     args = parser.parse_args()
     home: Path = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -118,8 +262,8 @@ def main() -> None:
         day = latest.subtract(days=1).to_date_string()
         step(f"writing 24 sample hourly partitions for {day} (the run of {latest.to_iso8601_string()})")
         write_day(Path(env["TRAINING_GUARD_DATA_ROOT"]), day, rows_per_hour=200)
-        step("starting `airflow standalone` (UI on http://localhost:8080; Ctrl-C to stop)")
-        os.execvpe(str(Path(sys.executable).with_name("airflow")), ["airflow", "standalone"], env)
+        run_ui(env, home, port=args.port)
+        return
 
     logical_date = pendulum.now("UTC").start_of("day").add(hours=2)
     partition_date = logical_date.subtract(days=1).to_date_string()

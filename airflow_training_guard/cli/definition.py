@@ -41,6 +41,64 @@ POOLS_COMMANDS = (
     ),
 )
 
+ARG_PIPELINE = Arg(("pipeline",), help="The pipeline's name (its ledger namespace), e.g. city_pricing")  # type: ignore[no-untyped-call]
+ARG_FROM = Arg(  # type: ignore[no-untyped-call]
+    ("--from",), dest="date_from", metavar="DATE", help="First date, YYYY-MM-DD (included)"
+)
+ARG_TO = Arg(  # type: ignore[no-untyped-call]
+    ("--to",), dest="date_to", metavar="DATE", help="Last date, YYYY-MM-DD (included)"
+)
+ARG_FROM_REQUIRED = Arg(  # type: ignore[no-untyped-call]
+    ("--from",), dest="date_from", metavar="DATE", required=True, help="First date, YYYY-MM-DD (included)"
+)
+ARG_TO_REQUIRED = Arg(  # type: ignore[no-untyped-call]
+    ("--to",), dest="date_to", metavar="DATE", required=True, help="Last date, YYYY-MM-DD (included)"
+)
+ARG_WHERE = Arg(  # type: ignore[no-untyped-call]
+    ("--where",),
+    action="append",
+    metavar="NAME=VALUE[,VALUE...]",
+    help="Only these values of a dimension, e.g. --where city=berlin,oslo (repeat for more dimensions)",
+)
+ARG_REPROCESS = Arg(  # type: ignore[no-untyped-call]
+    ("--reprocess",),
+    choices=("missing", "failed", "all"),
+    default="missing",
+    help="Which keys the backfill would process: missing (default), failed (missing and failed) or all",
+)
+
+PARTITIONS_COMMANDS = (
+    ActionCommand(
+        name="status",
+        help="Show each partition key of a pipeline: committed, running, failed, superseded or missing",
+        description=(
+            "One row per partition key of the range (default: the 30 days up to yesterday) with its state, "
+            "commits, fencing token, version, rows, holder, since when and the last error; the same data "
+            "as the partition coverage page."
+        ),
+        func=lazy_load_command("airflow_training_guard.cli.partitions.status"),
+        args=(ARG_PIPELINE, ARG_FROM, ARG_TO, ARG_WHERE, ARG_OUTPUT, ARG_VERBOSE),
+    ),
+    ActionCommand(
+        name="plan",
+        help="Dry run of a backfill: which keys would run, which are skipped, and why",
+        description=(
+            "Validates the request like the backfill DAG (dates, range, known values, max_map_length) and "
+            "lists every key with run or skip and the reason. Nothing is claimed or triggered."
+        ),
+        func=lazy_load_command("airflow_training_guard.cli.partitions.plan"),
+        args=(
+            ARG_PIPELINE,
+            ARG_FROM_REQUIRED,
+            ARG_TO_REQUIRED,
+            ARG_WHERE,
+            ARG_REPROCESS,
+            ARG_OUTPUT,
+            ARG_VERBOSE,
+        ),
+    ),
+)
+
 RUNS_COMMANDS = (
     ActionCommand(
         name="reproduce",
@@ -78,6 +136,11 @@ TRAINING_GUARD_COMMANDS = (
         subcommands=POOLS_COMMANDS,
     ),
     GroupCommand(
+        name="partitions",
+        help="Partition coverage of a pipeline and backfill dry runs (the coverage page, in a terminal)",
+        subcommands=PARTITIONS_COMMANDS,
+    ),
+    GroupCommand(
         name="runs",
         help="Work with past training runs (reproduce one from its run manifest)",
         subcommands=RUNS_COMMANDS,
@@ -86,7 +149,7 @@ TRAINING_GUARD_COMMANDS = (
 
 
 def get_training_guard_cli_commands() -> list[GroupCommand]:
-    """The provider's CLI commands: ``airflow training-guard pools sync|list``, ``runs reproduce``."""
+    """The provider's CLI commands: ``airflow training-guard pools sync|list``."""
     return [
         GroupCommand(
             name="training-guard",
