@@ -52,7 +52,7 @@ from airflow_training_guard.operators.common import (
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
-from airflow_training_guard.policies.stragglers import StragglerPolicy
+from airflow_training_guard.policies.stragglers import StragglerPolicy, coerce_straggler_policy
 from airflow_training_guard.runtime.checkpoint import Checkpointer
 from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, TrainingEnvironment
 from airflow_training_guard.secrets import redact
@@ -241,7 +241,7 @@ class LocalTrainingOperator(BaseOperator):
                 "(the number of ranks torchrun starts on the worker; 1 runs a plain subprocess)"
             )
         self.nproc_per_node = nproc_per_node
-        self.straggler_policy = _straggler_policy(straggler_policy, task_id=self.task_id)
+        self.straggler_policy = coerce_straggler_policy(straggler_policy, task_id=self.task_id)
         if self.straggler_policy is not None:
             if nproc_per_node == 1:
                 raise GuardConfigError(
@@ -569,30 +569,6 @@ class LocalTrainingOperator(BaseOperator):
             "timeouts": self.timeout_policy.describe(),
         }
         self.log.info("effective configuration: %s", json.dumps(redact(config), sort_keys=True))
-
-
-def _straggler_policy(
-    value: StragglerPolicy | Mapping[str, Any] | None, *, task_id: str
-) -> StragglerPolicy | None:
-    """A :class:`StragglerPolicy` from itself or its keyword arguments (durations like ``"2m"`` allowed)."""
-    if value is None or isinstance(value, StragglerPolicy):
-        return value
-    if not isinstance(value, Mapping):
-        raise GuardConfigError(
-            f"straggler_policy {value!r} of task {task_id!r} is neither a StragglerPolicy nor a dict of its "
-            "arguments, e.g. {'fraction': 0.5, 'window': '2m', 'action': 'restart'}"
-        )
-    kwargs = dict(value)
-    for name in ("window", "rate_window"):
-        if kwargs.get(name) is not None and not isinstance(kwargs[name], int | float):
-            kwargs[name] = parse_duration(kwargs[name], name=f"straggler_policy {name}").total_seconds()
-    try:
-        return StragglerPolicy(**kwargs)
-    except TypeError as err:
-        raise GuardConfigError(
-            f"straggler_policy {value!r} of task {task_id!r} has an unknown key ({err}); use fraction, window, "
-            "rate_window, action, avoid_node"
-        ) from err
 
 
 def _command_file_digests(command: Sequence[str], cwd: str | None) -> dict[str, str]:

@@ -16,7 +16,10 @@ only the lost rank cannot rejoin. This operator runs the ranks as a gang:
 - GPU quota is checked for all ranks at once; with ``kueue_queue_name`` the Job is submitted
   suspended and Kueue admits the whole gang by quota;
 - each rank's heartbeat is watched: a rank without progress for ``stall_after`` fails the attempt
-  (retryable), with the rank and its pod named.
+  (retryable), with the rank and its pod named; with ``straggler_policy`` a rank whose step rate
+  stays below a fraction of its peers' median is reported with its node and rates (``warn``) or
+  ends the attempt so every rank resumes from the newest checkpoint (``restart``), by the same
+  rule the local launcher applies (:mod:`airflow_training_guard.policies.stragglers`).
 
 Deferrable mode is not offered: the wait must see every rank's heartbeat, and the triggerer's pod
 trigger watches one pod.
@@ -43,7 +46,12 @@ from airflow_training_guard.policies.diagnostics import (
 )
 from airflow_training_guard.policies.durations import DurationLike, parse_duration
 from airflow_training_guard.policies.stall import StallWatch
-from airflow_training_guard.runtime.heartbeat import last_heartbeat_in
+from airflow_training_guard.policies.stragglers import (
+    StragglerPolicy,
+    StragglerWatch,
+    coerce_straggler_policy,
+)
+from airflow_training_guard.runtime.heartbeat import COMPUTE_SECONDS_METRIC, last_heartbeat_in
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -65,6 +73,10 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
     :param job_poll_interval: how often the Job, its pods and their heartbeats are read.
     :param ttl_seconds_after_finished: how long Kubernetes keeps a finished Job when the operator
         keeps it (``on_finish_action="keep_pod"``).
+    :param straggler_policy: a :class:`StragglerPolicy` or its arguments as a dict
+        (``{"fraction": 0.5, "window": "5m", "action": "restart"}``); ``None`` watches no rates.
+        Each rank's rate comes from the heartbeat lines of its pod's log (steps per compute second
+        when the program reports ``compute_seconds``).
     """
 
     def __init__(
@@ -75,9 +87,17 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
         rendezvous_port: int = 29500,
         job_poll_interval: DurationLike = "5s",
         ttl_seconds_after_finished: int | None = 3600,
+        straggler_policy: StragglerPolicy | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         given = _Given(kwargs)
+        policy = coerce_straggler_policy(straggler_policy, task_id=str(kwargs.get("task_id")))
+        if policy is not None and policy.avoid_node:
+            raise GuardConfigError(
+                "straggler_policy avoid_node=True is not available for GuardedTrainingJobOperator yet: the retry "
+                "cannot carry the node to avoid. Drop avoid_node, or cordon the node (kubectl cordon) when "
+                "the straggler report names it"
+            )
         if given.get("deferrable"):
             raise GuardConfigError(
                 "deferrable=True is not available for GuardedTrainingJobOperator: the wait reads every "
@@ -103,6 +123,7 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
         self.rendezvous_port = rendezvous_port
         self.job_poll_interval = parse_duration(job_poll_interval, name="job_poll_interval")
         self.ttl_seconds_after_finished = ttl_seconds_after_finished
+        self.straggler_policy = policy
         self.job: k8s.V1Job | None = None
         self._failed_rank: str | None = None
 
@@ -173,6 +194,9 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
         """Poll the Job and every rank's heartbeat until it completes; raise when it fails or stalls."""
         policy = self.timeout_policy
         watches: dict[str, StallWatch] = {}
+        stragglers = (
+            StragglerWatch(self.straggler_policy, started=time.monotonic()) if self.straggler_policy else None
+        )
         while True:
             job = self.batch.read_namespaced_job_status(name, namespace)
             condition = _terminal_condition(job)
@@ -185,8 +209,8 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
             failed = [p for p in pods if (p.status and p.status.phase) == "Failed"]
             if failed:  # the Job controller marks the Job failed a moment later; do not wait for it
                 raise self._job_failure(None, pods)
-            if policy.stall_after is not None:
-                self._check_heartbeats(pods, watches)
+            if policy.stall_after is not None or stragglers is not None:
+                self._check_heartbeats(pods, watches, stragglers)
             time.sleep(self.job_poll_interval.total_seconds())
 
     def _rank_pods(self, name: str, namespace: str) -> list[k8s.V1Pod]:
@@ -195,28 +219,42 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
         ).items
         return sorted(pods, key=_rank_of)
 
-    def _check_heartbeats(self, pods: Sequence[k8s.V1Pod], watches: dict[str, StallWatch]) -> None:
+    def _check_heartbeats(
+        self, pods: Sequence[k8s.V1Pod], watches: dict[str, StallWatch], stragglers: StragglerWatch | None
+    ) -> None:
+        """One look at every running rank's log: the stall rule per rank, the straggler rule across ranks."""
         policy = self.timeout_policy
-        assert policy.stall_after is not None
+        now = time.monotonic()
         for pod in pods:
             if (pod.status and pod.status.phase) != "Running":
                 continue
             rank = _rank_of(pod)
-            watch = watches.setdefault(
-                rank,
-                StallWatch(
-                    stall_after=policy.stall_after.total_seconds(),
-                    startup_grace=policy.startup_timeout.total_seconds(),
-                    started=time.monotonic(),
-                ),
-            )
             try:
                 tail = read_log_tail(self.client, pod, container=self.base_container_name, lines=200)
             except Exception as err:  # a transient API error must not fail the job
                 self.log.debug("could not read the log of rank %s: %s", rank, err)
                 continue
             record = last_heartbeat_in(tail)
-            detail = watch.observe(record.step if record else None, time.monotonic())
+            if stragglers is not None and record is not None and rank.isdigit():
+                compute = record.metrics.get(COMPUTE_SECONDS_METRIC)
+                stragglers.observe(
+                    int(rank),
+                    record.step,
+                    now,
+                    node=record.node or (pod.spec.node_name if pod.spec else None),
+                    compute_seconds=float(compute) if compute is not None else None,
+                )
+            if policy.stall_after is None:
+                continue
+            watch = watches.setdefault(
+                rank,
+                StallWatch(
+                    stall_after=policy.stall_after.total_seconds(),
+                    startup_grace=policy.startup_timeout.total_seconds(),
+                    started=now,
+                ),
+            )
+            detail = watch.observe(record.step if record else None, now)
             if detail is not None:
                 self._last_log_lines = tail[-20:]
                 self._stall_detail = (
@@ -224,6 +262,15 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
                 )
                 diagnosis = stalled(self._stall_detail, subject=f"rank {rank}")
                 raise self._exception_for(diagnosis, pod)
+        if stragglers is None:
+            return
+        for report in stragglers.check(now):
+            self.log.warning("%s", report.describe())
+            if self.straggler_policy is not None and self.straggler_policy.action == "restart":
+                raise AirflowException(
+                    f"{report.describe()}; straggler_policy action 'restart': every rank was stopped and the "
+                    "retry resumes them from the newest checkpoint"
+                )
 
     def _job_failure(self, condition: Any, pods: Sequence[k8s.V1Pod]) -> AirflowException:
         """Classify the lost rank (the first failed pod); else the Job's own reason (deadline, ...)."""

@@ -28,15 +28,19 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.policies.durations import parse_duration
 
 __all__ = [
     "STRAGGLER_ACTIONS",
     "StragglerPolicy",
     "StragglerReport",
     "StragglerWatch",
+    "coerce_straggler_policy",
 ]
 
 #: ``warn``: log the report and keep going; ``restart``: stop the attempt (retryable) so the retry
@@ -264,3 +268,27 @@ class StragglerWatch:
                     )
                 )
         return sorted(reports, key=lambda report: report.rank)
+
+
+def coerce_straggler_policy(
+    value: StragglerPolicy | Mapping[str, Any] | None, *, task_id: str
+) -> StragglerPolicy | None:
+    """A :class:`StragglerPolicy` from itself or its keyword arguments (durations like ``"2m"`` allowed)."""
+    if value is None or isinstance(value, StragglerPolicy):
+        return value
+    if not isinstance(value, Mapping):
+        raise GuardConfigError(
+            f"straggler_policy {value!r} of task {task_id!r} is neither a StragglerPolicy nor a dict of its "
+            "arguments, e.g. {'fraction': 0.5, 'window': '2m', 'action': 'restart'}"
+        )
+    kwargs = dict(value)
+    for name in ("window", "rate_window"):
+        if kwargs.get(name) is not None and not isinstance(kwargs[name], int | float):
+            kwargs[name] = parse_duration(kwargs[name], name=f"straggler_policy {name}").total_seconds()
+    try:
+        return StragglerPolicy(**kwargs)
+    except TypeError as err:
+        raise GuardConfigError(
+            f"straggler_policy {value!r} of task {task_id!r} has an unknown key ({err}); use fraction, window, "
+            "rate_window, action, avoid_node"
+        ) from err

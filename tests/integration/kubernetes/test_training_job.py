@@ -197,3 +197,47 @@ def test_bad_job_settings_are_refused_when_the_dag_is_parsed(kwargs: dict[str, A
 
     with pytest.raises(GuardConfigError, match=match):
         GuardedTrainingJobOperator(task_id="t", image=IMAGE, expected_runtime="1h", **kwargs)
+
+
+def test_a_straggling_rank_is_named_with_its_rates_and_restart_ends_the_attempt(
+    k8s_api: K8sApi, jobs: JobController, run_dag: Callable[..., Any]
+) -> None:
+    """One slow node held every rank at each all-reduce; the same rule as the local launcher names it."""
+    import contextlib
+    import threading
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    k8s_api.auto_complete("ddp-s", outcome="never", logs="")
+    stop = threading.Event()
+
+    def progress() -> None:  # ranks 0 and 2 do 10 steps per tick, rank 1 does 2
+        step = {0: 0, 1: 0, 2: 0}
+        while not stop.wait(0.3):
+            for rank in step:
+                step[rank] += 2 if rank == 1 else 10
+                with contextlib.suppress(Exception):  # the pod is not created yet, or already gone
+                    k8s_api.set_logs(
+                        f"ddp-s-{rank}", format_heartbeat_line(step[rank], rank=rank, node=f"node-{rank}")
+                    )
+
+    feeder = threading.Thread(target=progress, daemon=True)
+    feeder.start()
+    try:
+        dag, failures = _dag(
+            "tg_job_straggler",
+            k8s_api,
+            name="ddp-s",
+            random_name_suffix=False,
+            stall_after=False,
+            straggler_policy={"fraction": 0.5, "window": "2s", "rate_window": 1.0, "action": "restart"},
+        )
+        assert run_dag(dag) == {"train": "failed"}
+    finally:
+        stop.set()
+    [error] = failures
+    assert not isinstance(error, AirflowFailException)
+    message = str(error)
+    assert "rank 1 on node-1 is a straggler" in message, message
+    assert "retry resumes them from the newest checkpoint" in message
+    k8s_api.wait_for(lambda: not k8s_api.pods(), timeout=10)
