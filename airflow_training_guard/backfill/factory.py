@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -36,8 +37,10 @@ from airflow_training_guard.backfill.policy import is_backfill_run
 from airflow_training_guard.backfill.pools import BACKFILL_POOL, SLA_POOL
 from airflow_training_guard.backfill.validation import (
     REPROCESS_FIELD,
+    BackfillRequest,
     BackfillRequestError,
     Dimension,
+    split_request,
     validate_request,
 )
 from airflow_training_guard.exceptions import GuardConfigError
@@ -54,6 +57,8 @@ CHECKPOINT_ROOT_ENV = "TRAINING_GUARD_CHECKPOINT_ROOT"
 API_CONN_ENV = "TRAINING_GUARD_AIRFLOW_API_CONN_ID"
 #: XCom key under which ``plan_partitions`` hands the run's reprocess mode to every mapped task.
 REPROCESS_XCOM_KEY = "reprocess_mode"
+#: XCom key of ``validate_request``'s part runs (``part_runs`` returns them to map ``start_part_runs``).
+PARTS_XCOM_KEY = "part_runs"
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,59}")
 #: Context variable holding a mapped task's partition key (``partition_key`` itself is the run's).
@@ -427,6 +432,51 @@ def plan_daily_run(pipeline: TrainingPipeline, context: Mapping[str, Any]) -> tu
     return keys, mode or ReprocessMode.ALL
 
 
+def plan_backfill_run(
+    pipeline: TrainingPipeline, request: BackfillRequest, *, run_id: str, max_keys: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The keys this backfill run maps, or the part runs it starts instead (the body of ``validate_request``).
+
+    One mapped task holds at most ``max_keys`` (``[core] max_map_length``) instances: 1,024 by default,
+    34 days of 30 cities, so a year (10,950 keys) was refused (issue 17). When the keys still to do fit,
+    this run maps them. Otherwise the request is split (:func:`split_request`) into parts of at most
+    ``max_keys`` keys, returned as the ``conf`` and ``trigger_run_id`` of one run of this DAG each; this
+    run maps nothing itself. Every part run is an ordinary request: it validates, plans against the same
+    ledger and claims each key, so overlapping parts, reruns and other backfills stay exactly-once.
+
+    :returns: ``(keys, parts)``, one of them empty.
+    """
+    log = logging.getLogger("airflow.task")
+    log.info("backfill request: %s", request.describe())
+    plan = pipeline.ledger().plan(request.partition_keys(), request.reprocess)
+    log.info("ledger plan: %s", plan.describe())
+    if len(plan.to_run) <= max_keys:
+        return list(plan.to_run), []
+    parts = split_request(request, max_keys)
+    if len(parts) > max_keys:
+        raise AirflowFailException(
+            f"the request makes {request.key_count} partition keys: {len(parts)} part runs of at most {max_keys} "
+            f"keys, and one run may start at most {max_keys} ([core] max_map_length); raise "
+            "AIRFLOW__CORE__MAX_MAP_LENGTH or narrow the range or the selection"
+        )
+    log.info(
+        "%d key(s) to process are more than the %d one run may map ([core] max_map_length): starting %d part "
+        "run(s) of %s, each of at most %d keys, queued under max_active_runs=%d",
+        len(plan.to_run),
+        max_keys,
+        len(parts),
+        pipeline.backfill_dag_id,
+        max_keys,
+        pipeline.max_active_backfill_runs,
+    )
+    runs = []
+    for number, part in enumerate(parts, start=1):
+        part_run_id = f"{run_id}__part{number:03d}of{len(parts):03d}"
+        log.info("part %d/%d: run %s: %s", number, len(parts), part_run_id, part.describe())
+        runs.append({"conf": part.to_conf(), "trigger_run_id": part_run_id})
+    return [], runs
+
+
 def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
     """Build the daily DAG and the backfill DAG of ``pipeline`` (see the module docstring)."""
     dimension_text = " x ".join([*(d.name for d in pipeline.dimensions), "date"])
@@ -514,7 +564,7 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
             retries=0,
             doc_md="Validates the form (dates, order, future dates, range size, known values, malicious "
             "input) and lists the keys to process; on a bad request it fails with every problem and nothing "
-            "else starts.",
+            "else starts. A request of more keys than one run may map is split into part runs instead.",
         )
         def validate(**context: Any) -> list[str]:
             from airflow.configuration import conf
@@ -526,15 +576,17 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
                     dimensions=pipeline.dimensions,
                     max_days=pipeline.max_backfill_days,
                     earliest=pipeline.start_date,
-                    max_keys=conf.getint("core", "max_map_length", fallback=1024),
                 )
             except BackfillRequestError as err:
                 raise AirflowFailException(str(err)) from err
-            log = logging.getLogger("airflow.task")
-            log.info("backfill request: %s", request.describe())
-            plan = pipeline.ledger().plan(request.partition_keys(), request.reprocess)
-            log.info("ledger plan: %s", plan.describe())
-            return list(plan.to_run)
+            keys, parts = plan_backfill_run(
+                pipeline,
+                request,
+                run_id=str(context["dag_run"].run_id),
+                max_keys=conf.getint("core", "max_map_length", fallback=1024),
+            )
+            context["ti"].xcom_push(key=PARTS_XCOM_KEY, value=parts)
+            return keys
 
         @task(
             task_id="train_partition",
@@ -551,6 +603,35 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
             mode = ReprocessMode.parse(context["params"].get(REPROCESS_FIELD, "missing"))
             return run_unit(pipeline, key, mode, context, run_kind="backfill")
 
-        train_backfill.expand(key=validate())
+        @task(
+            task_id="part_runs",
+            pool=pipeline.backfill_pool,
+            priority_weight=pipeline.backfill_priority_weight,
+            weight_rule="absolute",
+            retries=0,
+            doc_md="The part runs validate_request decided on (none unless the request has more keys than "
+            "one run may map, [core] max_map_length); start_part_runs starts one run per part.",
+        )
+        def part_runs(**context: Any) -> list[dict[str, Any]]:
+            parts = context["ti"].xcom_pull(task_ids="validate_request", key=PARTS_XCOM_KEY, map_indexes=-1)
+            return list(parts or [])
+
+        planned = validate()
+        train_backfill.expand(key=planned)
+        parts = part_runs()
+        planned >> parts
+        TriggerDagRunOperator.partial(
+            task_id="start_part_runs",
+            trigger_dag_id=pipeline.backfill_dag_id,
+            logical_date=None,
+            wait_for_completion=False,
+            pool=pipeline.backfill_pool,
+            priority_weight=pipeline.backfill_priority_weight,
+            weight_rule="absolute",
+            retries=0,
+            map_index_template="{{ task.trigger_run_id }}",
+            doc_md="Starts one run of this DAG per part of a request too large for one run, queued under "
+            "max_active_runs. Every part run validates and plans its own keys against the same ledger.",
+        ).expand_kwargs(parts)
 
     return PipelineDags(daily=daily, backfill=backfill)
