@@ -80,7 +80,7 @@ def _start_stack(local_settings: bool) -> AirflowStack:
         (stack.home / "config").mkdir(exist_ok=True)
         (stack.home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
     # The provider's own CLI creates the pools (after db migrate, before the processes start).
-    stack.start(wait_for_dags=(DAG_ID,), pools="sync")
+    stack.start(wait_for_dags=(DAG_ID,), pools="sync", timeout=400)  # a loaded 2-core machine
     try:
         stack.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     except BaseException:

@@ -88,7 +88,7 @@ def stack() -> Iterator[AirflowStack]:
         },
     )
     assert not (stack.home / "config" / "airflow_local_settings.py").exists()  # entry point only
-    stack.start(wait_for_dags=(DAG_ID,), pools="sync", timeout=300)
+    stack.start(wait_for_dags=(DAG_ID,), pools="sync", timeout=400)
     try:
         stack.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         yield stack
@@ -112,12 +112,23 @@ def _ledger(stack: AirflowStack) -> dict[str, Any]:
         ledger.engine.dispose()
 
 
+def _post_backfill(stack: AirflowStack, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/v2/backfills``; on SQLite a busy scheduler makes it answer 503 "Database is locked"
+    (seen on a loaded 2-core machine), which a person in the dialog would simply retry."""
+    deadline = time.monotonic() + 120
+    while True:
+        response = stack.client.post("/api/v2/backfills", json=body)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            assert response.status_code == 200, f"{response.status_code}: {response.text[:1000]}"
+            return dict(response.json())
+        time.sleep(3)
+
+
 def _backfill(stack: AirflowStack, behavior: str) -> dict[str, Any]:
     """Create a backfill as the dialog does and wait until Airflow marks it completed."""
-    created = stack.api(
-        "POST",
-        "/backfills",
-        json={
+    created = _post_backfill(
+        stack,
+        {
             "dag_id": DAG_ID,
             "from_date": f"{DATES[0]}T00:00:00Z",
             "to_date": f"{DATES[-1]}T00:00:00Z",
