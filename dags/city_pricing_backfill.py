@@ -4,15 +4,16 @@ Built with :func:`airflow_training_guard.backfill.factory.build_dags`. Every uni
 composite partition key ``city|date`` (``berlin|2026-11-01``):
 
 - ``city_pricing_daily`` computes today's 30 keys in pool ``training_sla``;
-- ``city_pricing_backfill`` has a trigger form: the date range (at most 90 days, not today), a
+- ``city_pricing_backfill`` has a trigger form: the date range (up to a year, not today), a
   multi-select of the 30 known cities and the reprocess mode (missing only / failed / all). Unknown
   cities, reversed or future dates, too long ranges and keys with ``|``, ``/`` or shell characters are
   rejected by its first task, with every problem in the task log, before anything starts.
 
 The feature rows of each key are committed to the ledger's row table in one transaction with the
-ledger entry (``output="rows"``): a rerun with "all" replaces a key's rows, never appends. A 90-day
-backfill of all 30 cities is 2,700 mapped task instances: set ``AIRFLOW__CORE__MAX_MAP_LENGTH=4096``
-(the default 1024 allows about 34 days of 30 cities; the form says so when it is exceeded).
+ledger entry (``output="rows"``): a rerun with "all" replaces a key's rows, never appends. A year of all
+30 cities is 10,950 keys, more than one run may map (``[core] max_map_length``, 1,024 by default): the
+run splits it into part runs of at most that many keys each (34 days of 30 cities), queued under
+``max_active_runs``, all committing through the same ledger (docs/backfills.md, "Long backfills").
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ pipeline = TrainingPipeline(
     start_date=dt.date(2026, 1, 1),
     dimensions=(Dimension("city", CITIES),),
     output="rows",
-    max_backfill_days=90,
+    max_backfill_days=366,
     execution_timeout=dt.timedelta(minutes=30),
     doc_md=__doc__ or "",
     tags=["example"],

@@ -26,20 +26,25 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_training_guard.backfill.params import backfill_params
-from airflow_training_guard.backfill.policy import is_backfill_run, policy_installed
+from airflow_training_guard.backfill.policy import is_backfill_run
 from airflow_training_guard.backfill.pools import BACKFILL_POOL, SLA_POOL
 from airflow_training_guard.backfill.validation import (
     REPROCESS_FIELD,
+    BackfillRequest,
     BackfillRequestError,
     Dimension,
+    split_request,
     validate_request,
 )
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.hooks.airflow_api import AirflowApiError, AirflowApiHook
 from airflow_training_guard.partitions.keys import format_key, parse_key
 from airflow_training_guard.partitions.ledger import PartitionLedger, ReprocessMode, StaleClaimError
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
@@ -48,6 +53,12 @@ from airflow_training_guard.policies.checkpoints import CheckpointPolicy
 LEDGER_URL_ENV = "TRAINING_GUARD_LEDGER_URL"
 OUTPUT_ROOT_ENV = "TRAINING_GUARD_OUTPUT_ROOT"
 CHECKPOINT_ROOT_ENV = "TRAINING_GUARD_CHECKPOINT_ROOT"
+#: Names the connection to the Airflow REST API (as for pre-flight's pool check).
+API_CONN_ENV = "TRAINING_GUARD_AIRFLOW_API_CONN_ID"
+#: XCom key under which ``plan_partitions`` hands the run's reprocess mode to every mapped task.
+REPROCESS_XCOM_KEY = "reprocess_mode"
+#: XCom key of ``validate_request``'s part runs (``part_runs`` returns them to map ``start_part_runs``).
+PARTS_XCOM_KEY = "part_runs"
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,59}")
 #: Context variable holding a mapped task's partition key (``partition_key`` itself is the run's).
@@ -106,6 +117,9 @@ class TrainingPipeline:
         ``$AIRFLOW_HOME/training-guard``.
     :param output_root: absolute root of committed outputs; default ``$TRAINING_GUARD_OUTPUT_ROOT/partitions``.
     :param checkpoint_root: absolute root of checkpoints; default ``$TRAINING_GUARD_CHECKPOINT_ROOT``.
+    :param api_conn_id: connection to the Airflow REST API; default ``$TRAINING_GUARD_AIRFLOW_API_CONN_ID``.
+        Needed only for native backfills of the daily DAG: a task cannot read its own pool or the
+        backfill's reprocess behavior from the execution API, so it asks the REST API.
     :param doc_md: what the pipeline does; put on both DAGs.
     :param tags: extra DAG tags.
     """
@@ -128,6 +142,7 @@ class TrainingPipeline:
     ledger_url: str | None = None
     output_root: str | None = None
     checkpoint_root: str | None = None
+    api_conn_id: str | None = None
     doc_md: str = ""
     tags: Sequence[str] = field(default=())
 
@@ -199,6 +214,11 @@ class TrainingPipeline:
         return PartitionLedger(
             url, namespace=self.name, output_root=root, stale_after=self.execution_timeout * 2
         )
+
+    def api_hook(self) -> AirflowApiHook | None:
+        """The REST API client of the worker (``api_conn_id``, else ``$TRAINING_GUARD_AIRFLOW_API_CONN_ID``)."""
+        conn_id = self.api_conn_id or os.environ.get(API_CONN_ENV, "").strip()
+        return AirflowApiHook(conn_id) if conn_id else None
 
     def checkpoint_policy(self) -> CheckpointPolicy:
         home = Path(os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow")))
@@ -310,13 +330,151 @@ def run_unit(
 
 
 def _daily_mode(context: Mapping[str, Any]) -> ReprocessMode:
+    """The mode of a daily run's keys, as ``plan_partitions`` decided it (the run conf's otherwise)."""
+    ti = context["ti"]
+    decided = ti.xcom_pull(task_ids="plan_partitions", key=REPROCESS_XCOM_KEY, map_indexes=-1)
+    if decided:
+        return ReprocessMode.parse(decided)
+    conf = getattr(context["dag_run"], "conf", None) or {}
+    return ReprocessMode.parse(conf.get(REPROCESS_FIELD, ReprocessMode.ALL.value))
+
+
+def _quote(part: str) -> str:
+    return quote(part, safe="")
+
+
+def running_pool(api: AirflowApiHook, ti: Any) -> str:
+    """The pool this task instance really runs in, as the scheduler stored it (REST API).
+
+    Not the pool the task declares: a cluster policy changes it when the instance is created.
+    """
+    path = f"/dags/{_quote(ti.dag_id)}/dagRuns/{_quote(ti.run_id)}/taskInstances/{_quote(ti.task_id)}"
+    if ti.map_index is not None and ti.map_index >= 0:
+        path += f"/{ti.map_index}"
+    body = api.get_json(path, what=f"task instance {ti.dag_id}.{ti.task_id} of run {ti.run_id}")
+    return str(body["pool"])
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def native_backfill_mode(api: AirflowApiHook, dag_run: Any) -> ReprocessMode:
+    """The ledger mode of a native backfill run: its backfill's "Reprocess behavior", mapped.
+
+    none -> missing, failed -> failed, completed -> all (docs/backfills.md). The run's backfill is the
+    newest backfill of the DAG whose range holds the run's logical date (one backfill per DAG is
+    active at a time; a newer one that reprocesses a date takes its run over).
+    """
+    body = api.get_json(
+        "/backfills",
+        params={"dag_id": dag_run.dag_id, "order_by": "-id", "limit": 100},
+        what=f"the backfills of {dag_run.dag_id}",
+    )
+    logical = _as_utc(dag_run.logical_date)
+    for backfill in body.get("backfills", []):
+        if _as_utc(backfill["from_date"]) <= logical <= _as_utc(backfill["to_date"]):
+            return ReprocessMode.parse(backfill["reprocess_behavior"])
+    raise AirflowFailException(
+        f"run {dag_run.run_id} of {dag_run.dag_id} is a native backfill run, but no backfill of the DAG "
+        f"covers its logical date {logical.isoformat()}; cannot tell which keys to reprocess. Set "
+        f'"{REPROCESS_FIELD}" in the backfill\'s run conf (missing, failed or all)'
+    )
+
+
+def plan_daily_run(pipeline: TrainingPipeline, context: Mapping[str, Any]) -> tuple[list[str], ReprocessMode]:
+    """The keys and the reprocess mode of one run of the daily DAG (the body of ``plan_partitions``).
+
+    A native backfill run (Airflow's Backfill dialog) is refused unless this task instance really
+    runs outside the SLA pool: the decision is made from the pool the scheduler gave it, read back
+    through the REST API, never from configuration (issue 13: ``backfill_policy_enabled`` alone
+    said "routed" while the hook was not active and the backfill ran in the SLA pool). Its mode is
+    the run conf's ``reprocess`` if set, else its backfill's reprocess behavior.
+    """
     dag_run = context["dag_run"]
     conf = getattr(dag_run, "conf", None) or {}
-    if REPROCESS_FIELD in conf:
-        return ReprocessMode.parse(conf[REPROCESS_FIELD])
-    # A native backfill decides which dates get runs; inside such a run, committed keys are left alone
-    # unless the run conf says otherwise. A scheduled or cleared daily run recomputes (replaces).
-    return ReprocessMode.MISSING if is_backfill_run(dag_run) else ReprocessMode.ALL
+    mode = ReprocessMode.parse(conf[REPROCESS_FIELD]) if REPROCESS_FIELD in conf else None
+    if is_backfill_run(dag_run):
+        api = pipeline.api_hook()
+        if api is None:
+            raise AirflowFailException(
+                f"this is a native backfill run of {pipeline.daily_dag_id}; to make sure it does not run in "
+                f"the SLA pool {pipeline.sla_pool!r} the task must read its own pool from the Airflow REST "
+                f"API, and no API connection is set. Set {API_CONN_ENV} (or api_conn_id in the pipeline) to a "
+                f"connection to the API server, or use the {pipeline.backfill_dag_id} DAG instead"
+            )
+        try:
+            pool = running_pool(api, context["ti"])
+            if mode is None:
+                mode = native_backfill_mode(api, dag_run)
+        except AirflowApiError as err:
+            raise AirflowFailException(
+                f"native backfill run of {pipeline.daily_dag_id}: cannot check its pool or reprocess "
+                f"behavior: {err}"
+            ) from err
+        if pool == pipeline.sla_pool:
+            raise AirflowFailException(
+                f"this is a native backfill run of {pipeline.daily_dag_id}, and its task instances are in "
+                f"the SLA pool {pipeline.sla_pool!r}: the training-guard cluster policy did not route them "
+                f"(it must be enabled and loaded by the scheduler), so the backfill could starve the daily "
+                f"run. Use the {pipeline.backfill_dag_id} DAG instead, or enable the policy "
+                "(docs/backfills.md, 'Enable the cluster policy') and restart the scheduler"
+            )
+        logging.getLogger("airflow.task").info(
+            "native backfill run %s: running in pool %s (routed away from %s), reprocess mode %s",
+            dag_run.run_id,
+            pool,
+            pipeline.sla_pool,
+            mode.value,
+        )
+    keys = list(pipeline.keys_for_date(str(context["ds"])))
+    return keys, mode or ReprocessMode.ALL
+
+
+def plan_backfill_run(
+    pipeline: TrainingPipeline, request: BackfillRequest, *, run_id: str, max_keys: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The keys this backfill run maps, or the part runs it starts instead (the body of ``validate_request``).
+
+    One mapped task holds at most ``max_keys`` (``[core] max_map_length``) instances: 1,024 by default,
+    34 days of 30 cities, so a year (10,950 keys) was refused (issue 17). When the keys still to do fit,
+    this run maps them. Otherwise the request is split (:func:`split_request`) into parts of at most
+    ``max_keys`` keys, returned as the ``conf`` and ``trigger_run_id`` of one run of this DAG each; this
+    run maps nothing itself. Every part run is an ordinary request: it validates, plans against the same
+    ledger and claims each key, so overlapping parts, reruns and other backfills stay exactly-once.
+
+    :returns: ``(keys, parts)``, one of them empty.
+    """
+    log = logging.getLogger("airflow.task")
+    log.info("backfill request: %s", request.describe())
+    plan = pipeline.ledger().plan(request.partition_keys(), request.reprocess)
+    log.info("ledger plan: %s", plan.describe())
+    if len(plan.to_run) <= max_keys:
+        return list(plan.to_run), []
+    parts = split_request(request, max_keys)
+    if len(parts) > max_keys:
+        raise AirflowFailException(
+            f"the request makes {request.key_count} partition keys: {len(parts)} part runs of at most {max_keys} "
+            f"keys, and one run may start at most {max_keys} ([core] max_map_length); raise "
+            "AIRFLOW__CORE__MAX_MAP_LENGTH or narrow the range or the selection"
+        )
+    log.info(
+        "%d key(s) to process are more than the %d one run may map ([core] max_map_length): starting %d part "
+        "run(s) of %s, each of at most %d keys, queued under max_active_runs=%d",
+        len(plan.to_run),
+        max_keys,
+        len(parts),
+        pipeline.backfill_dag_id,
+        max_keys,
+        pipeline.max_active_backfill_runs,
+    )
+    runs = []
+    for number, part in enumerate(parts, start=1):
+        part_run_id = f"{run_id}__part{number:03d}of{len(parts):03d}"
+        log.info("part %d/%d: run %s: %s", number, len(parts), part_run_id, part.describe())
+        runs.append({"conf": part.to_conf(), "trigger_run_id": part_run_id})
+    return [], runs
 
 
 def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
@@ -350,25 +508,19 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
             pool=pipeline.sla_pool,
             priority_weight=pipeline.daily_priority_weight,
             weight_rule="absolute",
-            doc_md="Lists the partition keys of the run's date (all known values) and refuses a native "
-            "backfill run when the cluster policy that routes it to the backfill pool is not enabled.",
+            doc_md="Lists the partition keys of the run's date (all known values) and decides their "
+            "reprocess mode; refuses a native backfill run whose task instances are in the SLA pool (the "
+            "cluster policy did not route them).",
         )
         def plan_partitions(**context: Any) -> list[str]:
-            dag_run = context["dag_run"]
-            if is_backfill_run(dag_run) and not policy_installed():
-                raise AirflowFailException(
-                    f"this is a native backfill run of {pipeline.daily_dag_id}, but the training-guard cluster "
-                    f"policy is not enabled, so it would run in the SLA pool {pipeline.sla_pool!r} and could "
-                    f"starve the daily run. Use the {pipeline.backfill_dag_id} DAG instead, or enable the "
-                    "policy (docs/backfills.md, 'Enable the cluster policy') and restart the scheduler"
-                )
-            keys = list(pipeline.keys_for_date(str(context["ds"])))
+            keys, mode = plan_daily_run(pipeline, context)
+            context["ti"].xcom_push(key=REPROCESS_XCOM_KEY, value=mode.value)
             logging.getLogger("airflow.task").info(
                 "run %s: %d partition key(s) for %s, mode %s",
-                dag_run.run_id,
+                context["dag_run"].run_id,
                 len(keys),
                 context["ds"],
-                _daily_mode(context).value,
+                mode.value,
             )
             return keys
 
@@ -412,7 +564,7 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
             retries=0,
             doc_md="Validates the form (dates, order, future dates, range size, known values, malicious "
             "input) and lists the keys to process; on a bad request it fails with every problem and nothing "
-            "else starts.",
+            "else starts. A request of more keys than one run may map is split into part runs instead.",
         )
         def validate(**context: Any) -> list[str]:
             from airflow.configuration import conf
@@ -424,15 +576,17 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
                     dimensions=pipeline.dimensions,
                     max_days=pipeline.max_backfill_days,
                     earliest=pipeline.start_date,
-                    max_keys=conf.getint("core", "max_map_length", fallback=1024),
                 )
             except BackfillRequestError as err:
                 raise AirflowFailException(str(err)) from err
-            log = logging.getLogger("airflow.task")
-            log.info("backfill request: %s", request.describe())
-            plan = pipeline.ledger().plan(request.partition_keys(), request.reprocess)
-            log.info("ledger plan: %s", plan.describe())
-            return list(plan.to_run)
+            keys, parts = plan_backfill_run(
+                pipeline,
+                request,
+                run_id=str(context["dag_run"].run_id),
+                max_keys=conf.getint("core", "max_map_length", fallback=1024),
+            )
+            context["ti"].xcom_push(key=PARTS_XCOM_KEY, value=parts)
+            return keys
 
         @task(
             task_id="train_partition",
@@ -449,6 +603,35 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
             mode = ReprocessMode.parse(context["params"].get(REPROCESS_FIELD, "missing"))
             return run_unit(pipeline, key, mode, context, run_kind="backfill")
 
-        train_backfill.expand(key=validate())
+        @task(
+            task_id="part_runs",
+            pool=pipeline.backfill_pool,
+            priority_weight=pipeline.backfill_priority_weight,
+            weight_rule="absolute",
+            retries=0,
+            doc_md="The part runs validate_request decided on (none unless the request has more keys than "
+            "one run may map, [core] max_map_length); start_part_runs starts one run per part.",
+        )
+        def part_runs(**context: Any) -> list[dict[str, Any]]:
+            parts = context["ti"].xcom_pull(task_ids="validate_request", key=PARTS_XCOM_KEY, map_indexes=-1)
+            return list(parts or [])
+
+        planned = validate()
+        train_backfill.expand(key=planned)
+        parts = part_runs()
+        planned >> parts
+        TriggerDagRunOperator.partial(
+            task_id="start_part_runs",
+            trigger_dag_id=pipeline.backfill_dag_id,
+            logical_date=None,
+            wait_for_completion=False,
+            pool=pipeline.backfill_pool,
+            priority_weight=pipeline.backfill_priority_weight,
+            weight_rule="absolute",
+            retries=0,
+            map_index_template="{{ task.trigger_run_id }}",
+            doc_md="Starts one run of this DAG per part of a request too large for one run, queued under "
+            "max_active_runs. Every part run validates and plans its own keys against the same ledger.",
+        ).expand_kwargs(parts)
 
     return PipelineDags(daily=daily, backfill=backfill)

@@ -5,10 +5,13 @@ or in the SLA pool) took every slot and the daily training missed its SLA by 6 h
 priorities are declared per task, so a DAG author cannot protect the daily run from a backfill of
 *another* DAG; a cluster policy sees every task instance the scheduler creates, so it can.
 
-:func:`task_instance_mutation_hook` must be imported from an ``airflow_local_settings`` module on
-the scheduler's path: in Airflow 3.3.2 the hook runs at task-instance creation only once such a
-module has been imported; the ``airflow.policy`` entry point this package also declares is not
-enough on its own (docs/backfills.md). For runs with ``run_type == "backfill"`` it sets
+The package declares the ``airflow.policy`` entry point, so Airflow's scheduler loads this module
+(an ``airflow_local_settings`` import of :func:`task_instance_mutation_hook` works too). Airflow
+3.3.2 calls the hook while *creating* task instances only when
+``airflow.settings.task_instance_mutation_hook.is_noop`` is False, which it sets only after importing
+an ``airflow_local_settings`` module: with the entry point alone, native backfill task instances were
+created in their declared pool. Loading this module therefore clears that flag (see
+:func:`_activate_at_creation`). For runs with ``run_type == "backfill"`` it sets
 
 - ``pool`` to ``[training_guard] backfill_pool`` (default ``training_backfill``), and
 - ``priority_weight`` to ``[training_guard] backfill_priority_weight`` (default 1, the lowest).
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from airflow.policies import hookimpl
@@ -116,23 +118,23 @@ def task_instance_mutation_hook(task_instance: TaskInstance, dag_run: DagRun | N
         log.exception("training-guard backfill policy failed for %r; task instance left as is", task_instance)
 
 
-def policy_installed() -> bool:
-    """Whether this policy is active: registered (entry point or ``airflow_local_settings``) and enabled.
+def _activate_at_creation() -> None:
+    """Make Airflow call the hook when it creates task instances, not only when it refreshes them.
 
-    Used by factory DAGs to refuse a native backfill that would otherwise run in the SLA pool.
+    ``DagRun._create_tasks`` skips the mutation hook while ``task_instance_mutation_hook.is_noop`` is
+    True, and Airflow 3.3.2 clears it only after importing ``airflow_local_settings``, ignoring hooks
+    registered through the ``airflow.policy`` entry point (measured: a native backfill's task instances
+    stayed in ``training_sla``). This module is loaded only as a registered policy plugin, so clearing
+    the flag here is what registering it means. The hook does nothing unless the policy is enabled.
     """
-    if not _current_routing().enabled:
-        return False
-    if any(ep.value.split(":")[0] == ENTRY_POINT_VALUE for ep in entry_points(group="airflow.policy")):
-        return True
     try:
-        from airflow.settings import get_policy_plugin_manager
+        import airflow.settings
 
-        impls = get_policy_plugin_manager().hook.task_instance_mutation_hook.get_hookimpls()
-    except Exception:
-        return False
-    return any(
-        getattr(impl.function, "__module__", None) == __name__
-        and getattr(impl.function, "__name__", None) == "task_instance_mutation_hook"
-        for impl in impls
-    )
+        hook = getattr(airflow.settings, "task_instance_mutation_hook", None)
+        if hook is not None and getattr(hook, "is_noop", False):
+            hook.is_noop = False
+    except Exception:  # never let the policy stop Airflow from starting
+        log.exception("training-guard backfill policy could not activate task_instance_mutation_hook")
+
+
+_activate_at_creation()

@@ -109,3 +109,21 @@ class AirflowApiHook(BaseHook):
             f"Airflow API at {self.base_url} answered HTTP {response.status_code} for pool {name!r}; "
             f"check that the user of connection {self.api_conn_id!r} may read pools"
         )
+
+    def get_json(self, path: str, *, params: dict[str, Any] | None = None, what: str) -> Any:
+        """``GET /api/v2{path}`` and return the JSON body; ``what`` names the object in errors.
+
+        :raises AirflowApiError: unreachable, or any status but 200 (the status is in the message).
+        """
+        import httpx
+
+        try:
+            response = self._client.get(f"/api/v2{path}", params=params)
+        except httpx.HTTPError as err:
+            raise AirflowApiError(f"Airflow API at {self.base_url} is unreachable: {err}") from err
+        if response.status_code != 200:
+            raise AirflowApiError(
+                f"Airflow API at {self.base_url} answered HTTP {response.status_code} for {what}; check that "
+                f"the user of connection {self.api_conn_id!r} may read it"
+            )
+        return response.json()

@@ -76,5 +76,5 @@ def test_dag_shape_does_not_depend_on_the_range() -> None:
         begin = time.perf_counter()
         dags = build_dags(_pipeline(max_backfill_days=days))
         timings.append(time.perf_counter() - begin)
-        assert len(dags.backfill.tasks) == 2 and len(dags.daily.tasks) == 2
+        assert len(dags.backfill.tasks) == 4 and len(dags.daily.tasks) == 2
     assert max(timings) < 0.5
