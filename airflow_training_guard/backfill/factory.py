@@ -40,7 +40,7 @@ from airflow_training_guard.backfill.validation import (
     BackfillRequest,
     BackfillRequestError,
     Dimension,
-    split_request,
+    require_splittable,
     validate_request,
 )
 from airflow_training_guard.exceptions import GuardConfigError
@@ -452,13 +452,10 @@ def plan_backfill_run(
     log.info("ledger plan: %s", plan.describe())
     if len(plan.to_run) <= max_keys:
         return list(plan.to_run), []
-    parts = split_request(request, max_keys)
-    if len(parts) > max_keys:
-        raise AirflowFailException(
-            f"the request makes {request.key_count} partition keys: {len(parts)} part runs of at most {max_keys} "
-            f"keys, and one run may start at most {max_keys} ([core] max_map_length); raise "
-            "AIRFLOW__CORE__MAX_MAP_LENGTH or narrow the range or the selection"
-        )
+    try:
+        parts = require_splittable(request, max_keys)
+    except BackfillRequestError as err:
+        raise AirflowFailException(str(err)) from err
     log.info(
         "%d key(s) to process are more than the %d one run may map ([core] max_map_length): starting %d part "
         "run(s) of %s, each of at most %d keys, queued under max_active_runs=%d",

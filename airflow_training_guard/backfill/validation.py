@@ -188,6 +188,26 @@ class BackfillRequest:
         )
 
 
+def require_splittable(request: BackfillRequest, max_keys: int) -> tuple[BackfillRequest, ...]:
+    """The parts a request is run as, or :class:`BackfillRequestError` when it needs too many.
+
+    One run maps at most ``max_keys`` keys (``[core] max_map_length``), and a request with more is
+    run as part runs of at most ``max_keys`` keys each, which the first run starts as one mapped
+    task: so at most ``max_keys`` parts. The backfill DAG, the coverage page and ``partitions plan``
+    apply this one rule, so none of them accepts what another refuses.
+    """
+    parts = split_request(request, max_keys)
+    if len(parts) > max_keys:
+        raise BackfillRequestError(
+            [
+                f"the request makes {request.key_count} partition keys: {len(parts)} part runs of at most "
+                f"{max_keys} keys, and one run may start at most {max_keys} ([core] max_map_length); raise "
+                "AIRFLOW__CORE__MAX_MAP_LENGTH or narrow the range or the selection"
+            ]
+        )
+    return parts
+
+
 def split_request(request: BackfillRequest, max_keys: int) -> tuple[BackfillRequest, ...]:
     """Cut ``request`` into requests of at most ``max_keys`` keys each, together covering it exactly.
 

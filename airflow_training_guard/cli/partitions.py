@@ -25,6 +25,7 @@ from airflow_training_guard.backfill.validation import (
     REPROCESS_FIELD,
     START_FIELD,
     BackfillRequestError,
+    require_splittable,
     validate_request,
 )
 from airflow_training_guard.exceptions import GuardConfigError
@@ -200,8 +201,8 @@ def plan(args: argparse.Namespace) -> None:
             dimensions=pipeline.dimensions,
             max_days=pipeline.max_days,
             earliest=pipeline.earliest,
-            max_keys=conf.getint("core", "max_map_length", fallback=1024),
         )
+        require_splittable(request, conf.getint("core", "max_map_length", fallback=1024))
     except BackfillRequestError as err:
         _fail(str(err))
         return

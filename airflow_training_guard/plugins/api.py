@@ -37,6 +37,7 @@ from airflow_training_guard.backfill.validation import (
     REPROCESS_FIELD,
     START_FIELD,
     BackfillRequestError,
+    require_splittable,
     validate_request,
 )
 from airflow_training_guard.exceptions import GuardConfigError
@@ -345,8 +346,8 @@ def backfill(
             dimensions=pipeline.dimensions,
             max_days=pipeline.max_days,
             earliest=pipeline.earliest,
-            max_keys=conf.getint("core", "max_map_length", fallback=1024),
         )
+        require_splittable(validated, conf.getint("core", "max_map_length", fallback=1024))
     except BackfillRequestError as err:
         return JSONResponse(status_code=422, content={"detail": str(err), "problems": list(err.problems)})
     plan = PartitionLedger(
