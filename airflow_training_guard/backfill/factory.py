@@ -237,9 +237,14 @@ class PipelineDags(NamedTuple):
     backfill: DAG
 
 
-def _holder(context: Mapping[str, Any]) -> str:
+def _task_instance_prefix(context: Mapping[str, Any]) -> str:
+    """The part of a holder every try of one task instance shares."""
     ti = context["ti"]
-    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}] try {ti.try_number}"
+    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}] try "
+
+
+def _holder(context: Mapping[str, Any]) -> str:
+    return f"{_task_instance_prefix(context)}{context['ti'].try_number}"
 
 
 def run_unit(
@@ -264,7 +269,8 @@ def run_unit(
     parts = dict(zip(names, parse_key(partition_key, dimensions=len(names)), strict=True))
     ledger = pipeline.ledger()
     holder = _holder(context)
-    claim = ledger.claim(partition_key, mode=mode, holder=holder)
+    # A retry takes back the key its earlier try claimed or failed (else mode "missing" skips it).
+    claim = ledger.claim(partition_key, mode=mode, holder=holder, retry_of=_task_instance_prefix(context))
     if claim is None:
         found = ledger.entry(partition_key)
         state = found.state if found else "unknown"

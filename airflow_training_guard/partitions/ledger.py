@@ -369,13 +369,26 @@ class PartitionLedger:
 
     # -- claim ----------------------------------------------------------------------------------
 
-    def claim(self, partition_key: str, *, mode: ReprocessMode | str, holder: str = "") -> Claim | None:
+    def claim(
+        self,
+        partition_key: str,
+        *,
+        mode: ReprocessMode | str,
+        holder: str = "",
+        retry_of: str | None = None,
+    ) -> Claim | None:
         """Take ``partition_key`` for this attempt, or return None when ``mode`` says to leave it.
 
         :param partition_key: a valid key (see :func:`~airflow_training_guard.partitions.keys.parse_key`).
         :param mode: see :class:`ReprocessMode`. Required: ``"all"`` takes over a key even from a
             live claim, which must be a decision, never a default.
         :param holder: who is claiming, recorded in the ledger and in error messages.
+        :param retry_of: the holder prefix shared by every try of this task instance (the holder
+            without its try number). A key still claimed, or failed, by an earlier try of the same
+            task instance is taken again whatever ``mode`` says: that try is over (Airflow retries
+            only after it ended), and in mode ``missing`` its retry used to skip the very key it was
+            retried for and succeed without committing it. A still-running zombie of the earlier try
+            loses its publish to the new fencing token.
         """
         parse_key(partition_key)
         mode = ReprocessMode.parse(mode)
@@ -390,6 +403,11 @@ class PartitionLedger:
             condition = or_(table.c.state.in_(("new", "failed")), stale)
         else:
             condition = True
+        if retry_of and condition is not True:
+            own_earlier_try = and_(
+                table.c.state.in_(("claimed", "failed")), table.c.holder.startswith(retry_of, autoescape=True)
+            )
+            condition = or_(condition, own_earlier_try)
         claimed = {"state": "claimed", "holder": holder[:500], "claimed_at": now, "error": None}
         if self.engine.dialect.name in ("postgresql", "sqlite"):
             token = self._claim_upsert(partition_key, condition, claimed)

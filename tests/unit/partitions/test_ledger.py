@@ -223,3 +223,40 @@ def test_concurrent_claims_on_sqlite_publish_exactly_once(ledger: PartitionLedge
         assert len(ledger.read_rows(key)) == 1
         entry = ledger.entry(key)
         assert entry is not None and entry.state in {"committed", "claimed"}
+
+
+@pytest.mark.parametrize("earlier_try_ends", ["failed", "killed"])
+def test_a_retry_of_the_same_task_instance_takes_back_its_key_in_mode_missing(
+    ledger: PartitionLedger, earlier_try_ends: str
+) -> None:
+    """Regression: a unit that failed (or whose worker was killed) was retried in mode 'missing'; the
+    retry found the key failed/claimed, skipped it and succeeded without committing it."""
+    prefix = "daily/run-1/train_partition[3] try "
+    first = ledger.claim("berlin|2026-11-01", mode="missing", holder=prefix + "1", retry_of=prefix)
+    assert first is not None
+    if earlier_try_ends == "failed":
+        ledger.fail(first, "loss is NaN")
+    # another task instance (another run's backfill) still leaves the key alone
+    other = "daily/run-2/train_partition[0] try "
+    assert ledger.claim("berlin|2026-11-01", mode="missing", holder=other + "1", retry_of=other) is None
+    retry = ledger.claim("berlin|2026-11-01", mode="missing", holder=prefix + "2", retry_of=prefix)
+    assert retry is not None and retry.fencing_token > first.fencing_token
+    entry = ledger.entry("berlin|2026-11-01")
+    assert entry is not None and entry.state == "claimed" and entry.holder == prefix + "2"
+
+
+def test_a_committed_key_is_not_taken_back_by_a_retry_in_mode_missing(ledger: PartitionLedger) -> None:
+    prefix = "daily/run-1/train_partition[3] try "
+    claim = ledger.claim("berlin|2026-11-02", mode="missing", holder=prefix + "1", retry_of=prefix)
+    assert claim is not None
+    ledger.publish(claim, staging_path=_write(ledger, claim, "rows"))
+    assert ledger.claim("berlin|2026-11-02", mode="missing", holder=prefix + "2", retry_of=prefix) is None
+
+
+def test_retry_prefix_wildcards_are_literal(ledger: PartitionLedger) -> None:
+    """A holder prefix with '%' or '_' must not match other task instances (LIKE wildcards)."""
+    owner = "dag_a/run/t[0] try "
+    claim = ledger.claim("oslo|2026-11-01", mode="missing", holder=owner + "1", retry_of=owner)
+    assert claim is not None
+    wildcard = "dag%/run/t[0] try "
+    assert ledger.claim("oslo|2026-11-01", mode="missing", holder=wildcard + "2", retry_of=wildcard) is None
