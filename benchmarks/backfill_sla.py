@@ -93,6 +93,10 @@ def parse_times(days_list: list[int], repeat: int) -> dict[str, dict[str, float]
         for days in days_list:
             path = Path(folder) / f"bench_{days}.py"
             path.write_text(PARSE_TEMPLATE.format(days=days))
+            # The first parse also imports Airflow's and this package's modules: reported apart.
+            begin = time.perf_counter()
+            DagBag(dag_folder=str(path))
+            first = time.perf_counter() - begin
             samples = []
             for _ in range(repeat):
                 begin = time.perf_counter()
@@ -101,6 +105,7 @@ def parse_times(days_list: list[int], repeat: int) -> dict[str, dict[str, float]
                 if bag.import_errors:
                     raise SystemExit(f"import errors: {bag.import_errors}")
             results[f"{days}d_x_30_cities"] = {
+                "first_parse_s": round(first, 4),
                 "median_s": round(statistics.median(samples), 4),
                 "max_s": round(max(samples), 4),
                 "dags": len(bag.dags),
@@ -238,9 +243,12 @@ class Bench:
             conn.execute(sql)
 
     def start(self) -> None:
+        import httpx
         from sqlalchemy import create_engine
 
-        self.stack.start(timeout=300, wait_for_dags=(DAILY_DAG, BACKFILL_DAG), pools="sync")
+        self.stack.start(timeout=600, wait_for_dags=(DAILY_DAG, BACKFILL_DAG), pools="sync")
+        # A loaded machine answers slowly; the stack's client gives up after 30 s.
+        self.stack._client = httpx.Client(base_url=self.stack.base_url, timeout=180)
         self.engine = create_engine(self.stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
         for dag_id in (DAILY_DAG, BACKFILL_DAG):
             self.stack.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
