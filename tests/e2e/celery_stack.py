@@ -100,7 +100,7 @@ class CeleryStack(AirflowStack):
     def start(
         self,
         *,
-        timeout: float = 180,
+        timeout: float = 600,
         wait_for_dags: tuple[str, ...] = (),
         pools: Literal["import", "sync"] | None = None,
     ) -> None:

@@ -43,9 +43,7 @@ DAYS = 3
 ROWS_PER_KEY = 24
 RUN_TIMEOUT = 240  # seconds; 24 keys on 2 workers x 2 slots, pool of 2 slots, on 2 shared cores
 # A worker's log line for each Airflow workload it was handed by the broker.
-RECEIVED = re.compile(
-    r"Task airflow\.providers\.celery\.executors\.celery_executor_utils\.execute_workload\["
-)
+RECEIVED = re.compile(r"Task execute_workload\[[0-9a-f-]+\] received")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,8 @@ def celery_stack() -> Iterator[CeleryStack]:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
     home = Path(tempfile.mkdtemp(prefix="training-guard-celery-e2e-"))
     stack = CeleryStack(home)
-    stack.start(wait_for_dags=(DAG_ID,), pools="import")
+    # db migrate alone took 3 min on the shared 2-core machine under load: a generous start timeout.
+    stack.start(timeout=900, wait_for_dags=(DAG_ID,), pools="import")
     try:
         yield stack
     finally:
