@@ -31,6 +31,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
+
 from tests.e2e.airflow_stack import AIRFLOW_BIN, AirflowStack, AirflowStackError, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -112,7 +114,8 @@ class CeleryStack(AirflowStack):
             super().start(timeout=timeout, wait_for_dags=wait_for_dags, pools=pools)
             for number, name in enumerate(WORKERS, start=1):
                 self._spawn_worker(number, name)
-            self.wait_workers(time.monotonic() + 60)
+            # A worker takes a minute or more to import and join the broker on a loaded machine.
+            self.wait_workers(time.monotonic() + 300)
         except BaseException:
             self.stop()
             raise
@@ -218,6 +221,13 @@ class CeleryStack(AirflowStack):
             self.redis = None
         with contextlib.suppress(Exception):
             _pg_admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    @property
+    def client(self) -> httpx.Client:
+        """The REST client, patient: five processes and two workers share a small, loaded machine."""
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.base_url, timeout=180)
+        return self._client
 
     def worker_log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
