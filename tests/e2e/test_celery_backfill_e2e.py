@@ -108,7 +108,14 @@ def test_backfill_on_two_celery_workers_commits_every_key_exactly_once(celery_st
         },
     )
     finished = _wait_finished(stack, run["dag_run_id"])
-    assert finished["state"] == "success", finished
+    if finished["state"] != "success":
+        states = [
+            (ti["task_id"], ti["map_index"], ti["state"], ti.get("hostname"))
+            for ti in stack.api(
+                "GET", f"{_run_path(run['dag_run_id'])}/taskInstances", params={"limit": 100}
+            )["task_instances"]
+        ]
+        pytest.fail(f"run {finished['state']}: {states}\n{stack.task_logs(40)}\n{stack.logs(40)}")
 
     tis = stack.api(
         "GET", f"{_run_path(run['dag_run_id'])}/taskInstances", params={"task_id": MAPPED_TASK, "limit": 100}
