@@ -34,14 +34,20 @@ POOLS_FILE = REPO_ROOT / "deploy" / "pools.json"
 CONSTRAINTS_FILE = REPO_ROOT / "constraints" / "constraints-3.11.txt"
 
 INIT = "airflow-init"
+#: The `celery` profile (CeleryExecutor): the broker and two workers.
+CELERY_PROFILE = "celery"
+CELERY_WORKERS = ("airflow-worker-1", "airflow-worker-2")
+CELERY_SERVICES = ("redis", *CELERY_WORKERS)
 LONG_RUNNING_AIRFLOW_SERVICES = (
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    *CELERY_WORKERS,
 )
 AIRFLOW_SERVICES = (INIT, *LONG_RUNNING_AIRFLOW_SERVICES)
-ALL_SERVICES = ("postgres", *AIRFLOW_SERVICES)
+ALL_SERVICES = ("postgres", *AIRFLOW_SERVICES, "redis")
+DEFAULT_PROFILE_SERVICES = tuple(name for name in ALL_SERVICES if name not in CELERY_SERVICES)
 DAGS_FOLDER_IN_CONTAINER = "/opt/airflow/dags"
 
 
@@ -233,8 +239,14 @@ def _kubernetes_connection() -> Any:
 # --- services and start order --------------------------------------------------------------------
 
 
-def test_compose_defines_the_six_services() -> None:
-    assert set(_services()) == set(ALL_SERVICES)
+def test_compose_defines_six_services_and_three_more_in_the_celery_profile() -> None:
+    services = _services()
+    assert set(services) == set(ALL_SERVICES)
+    profiles = {name: service.get("profiles") for name, service in services.items()}
+    assert {name for name, names in profiles.items() if not names} == set(DEFAULT_PROFILE_SERVICES), profiles
+    assert {name: profiles[name] for name in CELERY_SERVICES} == {
+        key: [CELERY_PROFILE] for key in CELERY_SERVICES
+    }
 
 
 def test_every_airflow_service_uses_the_same_locally_built_image() -> None:
@@ -314,7 +326,8 @@ def test_each_airflow_service_runs_its_airflow_3_command() -> None:
     assert services["airflow-dag-processor"]["command"] == "dag-processor"
     assert services["airflow-triggerer"]["command"] == "triggerer"
     env = _environment(services["airflow-scheduler"])
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    # `docker compose up` with nothing set: LocalExecutor (the celery profile sets AIRFLOW_EXECUTOR).
+    assert _with_defaults(env["AIRFLOW__CORE__EXECUTOR"]) == "LocalExecutor"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false"
 
 
@@ -557,3 +570,97 @@ def test_default_kubeconfig_is_a_placeholder_without_credentials() -> None:
     assert yaml.safe_load(placeholder.read_text()) is None, (
         "the placeholder must hold no cluster or credentials"
     )
+
+
+# --- the celery profile --------------------------------------------------------------------------
+
+
+def _worker_script(name: str) -> str:
+    command = _services()[name]["command"]
+    assert command[:2] == ["bash", "-c"], f"{name} must run a bash script, got {command}"
+    # Compose turns `$$` into `$` before the container sees the script.
+    return str(command[2]).replace("$$", "$")
+
+
+def test_executor_is_chosen_by_one_variable_that_every_airflow_service_reads() -> None:
+    services = _services()
+    values = {name: _environment(services[name])["AIRFLOW__CORE__EXECUTOR"] for name in AIRFLOW_SERVICES}
+    assert set(values.values()) == {"${AIRFLOW_EXECUTOR:-LocalExecutor}"}, values
+
+
+def test_broker_is_the_redis_service_and_results_go_to_the_postgres_service() -> None:
+    services = _services()
+    postgres_env = _environment(services["postgres"])
+    for name in AIRFLOW_SERVICES:
+        env = _environment(services[name])
+        broker = urlsplit(env["AIRFLOW__CELERY__BROKER_URL"])
+        assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379), broker
+        backend = env["AIRFLOW__CELERY__RESULT_BACKEND"]
+        assert backend.startswith("db+"), f"Celery's database result backend needs the db+ prefix: {backend}"
+        url = make_url(backend.removeprefix("db+"))
+        assert (url.host, url.username, url.password, url.database) == (
+            "postgres",
+            postgres_env["POSTGRES_USER"],
+            postgres_env["POSTGRES_PASSWORD"],
+            postgres_env["POSTGRES_DB"],
+        )
+    redis = services["redis"]
+    assert [str(port) for port in redis.get("expose", [])] == ["6379"]
+    assert not redis.get("ports"), "the broker has no authentication: never publish it on the host"
+    assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_workers_run_airflow_celery_worker_after_redis_and_the_api_server_are_healthy() -> None:
+    services = _services()
+    for name in CELERY_WORKERS:
+        script = _worker_script(name)
+        assert script.strip().splitlines()[-1] == "exec airflow celery worker", script
+        depends_on = services[name]["depends_on"]
+        assert depends_on["redis"] == {"condition": "service_healthy"}, depends_on
+        # Tasks on a worker report to the api-server's execution API.
+        assert depends_on["airflow-apiserver"] == {"condition": "service_healthy"}, depends_on
+        assert _environment(services[name])["DUMB_INIT_SETSID"] == "0", (
+            "warm shutdown needs DUMB_INIT_SETSID=0"
+        )
+
+
+def test_worker_refuses_to_start_under_another_executor_and_says_how_to_start_the_profile() -> None:
+    """A worker beside a LocalExecutor scheduler idles forever and every task runs on the scheduler."""
+    import subprocess
+
+    script = _worker_script(CELERY_WORKERS[0])
+    result = subprocess.run(
+        ["bash", "-c", script],
+        env={"PATH": "/usr/bin:/bin", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "AIRFLOW__CORE__EXECUTOR is 'LocalExecutor'" in result.stderr
+    assert "AIRFLOW_EXECUTOR=CeleryExecutor docker compose --profile celery up" in result.stderr
+
+
+def test_scheduler_waits_for_redis_only_when_the_celery_profile_runs() -> None:
+    depends_on = _services()["airflow-scheduler"]["depends_on"]
+    assert depends_on["redis"] == {"condition": "service_healthy", "required": False}, depends_on
+
+
+def test_worker_healthcheck_pings_its_own_node_on_the_providers_celery_app() -> None:
+    from airflow.providers.celery.executors import celery_executor
+
+    for name in CELERY_WORKERS:
+        test = " ".join(_services()[name]["healthcheck"]["test"])
+        match = re.search(r"celery --app (\S+) inspect ping -d \"celery@\$\$\{HOSTNAME\}\"", test)
+        assert match, test
+        module, _, attribute = match.group(1).rpartition(".")
+        assert module == celery_executor.__name__ and hasattr(celery_executor, attribute), match.group(1)
+
+
+def test_celery_provider_is_pinned_to_the_installed_version() -> None:
+    pins = dict(line.split("==", 1) for line in CONSTRAINTS_FILE.read_text().splitlines() if "==" in line)
+    installed = importlib.metadata.version("apache-airflow-providers-celery")
+    assert pins.get("apache-airflow-providers-celery") == installed
+    dev = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert any(req.startswith("apache-airflow-providers-celery") for req in dev), dev
