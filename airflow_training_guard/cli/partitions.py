@@ -25,8 +25,6 @@ from airflow_training_guard.backfill.validation import (
     REPROCESS_FIELD,
     START_FIELD,
     BackfillRequestError,
-    require_splittable,
-    validate_request,
 )
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.partitions.coverage import (
@@ -186,7 +184,6 @@ def _skip_reason(state: CellState) -> str:
 def plan(args: argparse.Namespace) -> None:
     """Dry run of a backfill: every key of the request with ``run`` or ``skip`` and the reason."""
     from airflow.cli.simple_table import AirflowConsole
-    from airflow.configuration import conf
 
     pipeline = _pipeline(args.pipeline)
     form: dict[str, object] = {
@@ -196,13 +193,7 @@ def plan(args: argparse.Namespace) -> None:
     }
     form.update({name: list(values) for name, values in parse_where(args.where, pipeline).items()})
     try:
-        request = validate_request(
-            form,
-            dimensions=pipeline.dimensions,
-            max_days=pipeline.max_days,
-            earliest=pipeline.earliest,
-        )
-        require_splittable(request, conf.getint("core", "max_map_length", fallback=1024))
+        request = pipeline.validate(form)
     except BackfillRequestError as err:
         _fail(str(err))
         return

@@ -35,7 +35,7 @@ from sqlalchemy import Engine, select
 
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.partitions.keys import DELIMITER, format_key
-from airflow_training_guard.partitions.ledger import LedgerEntry, ledger_table
+from airflow_training_guard.partitions.ledger import entry_from_row, ledger_table
 
 __all__ = [
     "STATE_CODES",
@@ -405,19 +405,7 @@ def read_cell(
         return CellDetail(
             partition_key, state, None, None, None, 0, None, None, None, None, None, None, None, queued_by
         )
-    entry = LedgerEntry(
-        partition_key=row.partition_key,
-        state=row.state,
-        fencing_token=int(row.fencing_token),
-        holder=row.holder,
-        claimed_at=row.claimed_at,
-        committed_token=row.committed_token,
-        committed_at=row.committed_at,
-        commits=int(row.commits),
-        location=row.location,
-        row_count=row.row_count,
-        error=row.error,
-    )
+    entry = entry_from_row(row)
     state = cell_state(entry.state, entry.claimed_at, stale_before=stale_before)
     queued_by = None
     if queued is not None and is_pending(queued, entry.claimed_at):

@@ -743,7 +743,7 @@ class PartitionLedger:
                     ledger_table.c.namespace == self.namespace, ledger_table.c.partition_key == partition_key
                 )
             ).first()
-        return _entry(row) if row is not None else None
+        return entry_from_row(row) if row is not None else None
 
     def entries(self) -> list[LedgerEntry]:
         """Every ledger row of this namespace, ordered by key."""
@@ -753,7 +753,7 @@ class PartitionLedger:
                 .where(ledger_table.c.namespace == self.namespace)
                 .order_by(ledger_table.c.partition_key)
             ).all()
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     def current_path(self, partition_key: str) -> Path | None:
         """The committed version directory of a key (immutable), or None when nothing is committed.
@@ -819,7 +819,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _entry(row: Any) -> LedgerEntry:
+def entry_from_row(row: Any) -> LedgerEntry:
+    """A :class:`LedgerEntry` from a row of the ledger table (any object with its column attributes)."""
     return LedgerEntry(
         partition_key=row.partition_key,
         state=row.state,

@@ -37,7 +37,6 @@ from airflow_training_guard.backfill.validation import (
     REPROCESS_FIELD,
     START_FIELD,
     BackfillRequestError,
-    require_splittable,
     validate_request,
 )
 from airflow_training_guard.exceptions import GuardConfigError
@@ -330,7 +329,6 @@ def backfill(
 
     422 with ``problems`` (every one) when invalid: no DAG run is created.
     """
-    from airflow.configuration import conf
 
     pipeline = _readable_pipeline(name, user)
     dag_id = pipeline.backfill_dag_id
@@ -341,13 +339,7 @@ def backfill(
             "that may trigger DAG runs",
         )
     try:
-        validated = validate_request(
-            body,
-            dimensions=pipeline.dimensions,
-            max_days=pipeline.max_days,
-            earliest=pipeline.earliest,
-        )
-        require_splittable(validated, conf.getint("core", "max_map_length", fallback=1024))
+        validated = pipeline.validate(body)
     except BackfillRequestError as err:
         return JSONResponse(status_code=422, content={"detail": str(err), "problems": list(err.problems)})
     plan = PartitionLedger(

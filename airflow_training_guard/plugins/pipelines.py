@@ -32,7 +32,10 @@ from airflow_training_guard.backfill.validation import (
     END_FIELD,
     REPROCESS_FIELD,
     START_FIELD,
+    BackfillRequest,
     Dimension,
+    require_splittable,
+    validate_request,
 )
 from airflow_training_guard.partitions.ledger import metadata
 
@@ -72,6 +75,22 @@ class PipelineInfo:
     @property
     def daily_dag_id(self) -> str:
         return f"{self.name}{DAILY_SUFFIX}"
+
+    def validate(self, form: Mapping[str, object]) -> BackfillRequest:
+        """Validate a backfill form exactly as the pipeline's backfill DAG will, before any run exists.
+
+        The same :func:`validate_request` as the DAG's first task, then the same part-run limit
+        (:func:`require_splittable` with ``[core] max_map_length``).
+
+        :raises BackfillRequestError: listing every problem.
+        """
+        from airflow.configuration import conf
+
+        request = validate_request(
+            form, dimensions=self.dimensions, max_days=self.max_days, earliest=self.earliest
+        )
+        require_splittable(request, conf.getint("core", "max_map_length", fallback=1024))
+        return request
 
     def to_payload(self) -> dict[str, Any]:
         return {
