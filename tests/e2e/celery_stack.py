@@ -36,6 +36,27 @@ import httpx
 from tests.e2e.airflow_stack import AIRFLOW_BIN, AirflowStack, AirflowStackError, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+INSTALL_REDIS = "apt-get update && apt-get install -y redis-server"
+
+
+def ensure_redis_server() -> str:
+    """Debian's redis-server: installed here when missing (as root), else a clear error with the command."""
+    if os.path.exists(REDIS_SERVER):
+        return REDIS_SERVER
+    if os.geteuid() != 0:
+        raise AirflowStackError(f"{REDIS_SERVER} is missing; install it with: sudo {INSTALL_REDIS}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False, timeout=300)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise AirflowStackError(
+                f"could not install redis-server ({INSTALL_REDIS}): {result.stderr[-2000:]}"
+            )
+    return REDIS_SERVER
+
+
 PG_ADMIN_URL = os.environ.get("TRAINING_GUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WORKERS = ("celery-worker-1", "celery-worker-2")
 IDENTITY_MODULE = "import os\n\n\ndef hostname() -> str:\n    return os.environ['TG_E2E_WORKER_NAME']\n"
@@ -124,7 +145,7 @@ class CeleryStack(AirflowStack):
         log = (self.log_dir / "redis-server.log").open("ab")
         self.redis = subprocess.Popen(
             [
-                REDIS_SERVER,
+                ensure_redis_server(),
                 "--bind",
                 "127.0.0.1",
                 "--port",
