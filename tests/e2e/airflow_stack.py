@@ -331,6 +331,23 @@ class AirflowStack:
             self._client = httpx.Client(base_url=self.base_url, timeout=30)
         return self._client
 
+    def create_backfill(self, body: dict[str, Any], *, patience: float = 120) -> dict[str, Any]:
+        """``POST /api/v2/backfills`` as the Backfill dialog does, retried while SQLite is locked.
+
+        On SQLite a busy scheduler makes the API answer 503 "Database is locked" (seen on a loaded
+        2-core machine); a person in the dialog would simply try again, and so does this.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            response = self.client.post("/api/v2/backfills", json=body)
+            if response.status_code != 503 or time.monotonic() > deadline:
+                if response.status_code >= 400:
+                    raise AssertionError(
+                        f"POST /api/v2/backfills -> {response.status_code}: {response.text[:2000]}"
+                    )
+                return dict(response.json())
+            time.sleep(3)
+
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the REST API (``/api/v2`` + path) and return the JSON body; raise on an HTTP error."""
         response = self.client.request(method, f"/api/v2{path}", **kwargs)

@@ -98,10 +98,8 @@ def _stop_stack(stack: AirflowStack) -> None:
 
 
 def _backfill(stack: AirflowStack) -> None:
-    stack.api(
-        "POST",
-        "/backfills",
-        json={
+    stack.create_backfill(
+        {
             "dag_id": DAG_ID,
             "from_date": "2026-01-05T00:00:00Z",
             "to_date": "2026-01-06T00:00:00Z",

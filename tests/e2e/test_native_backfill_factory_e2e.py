@@ -112,22 +112,9 @@ def _ledger(stack: AirflowStack) -> dict[str, Any]:
         ledger.engine.dispose()
 
 
-def _post_backfill(stack: AirflowStack, body: dict[str, Any]) -> dict[str, Any]:
-    """``POST /api/v2/backfills``; on SQLite a busy scheduler makes it answer 503 "Database is locked"
-    (seen on a loaded 2-core machine), which a person in the dialog would simply retry."""
-    deadline = time.monotonic() + 120
-    while True:
-        response = stack.client.post("/api/v2/backfills", json=body)
-        if response.status_code != 503 or time.monotonic() > deadline:
-            assert response.status_code == 200, f"{response.status_code}: {response.text[:1000]}"
-            return dict(response.json())
-        time.sleep(3)
-
-
 def _backfill(stack: AirflowStack, behavior: str) -> dict[str, Any]:
     """Create a backfill as the dialog does and wait until Airflow marks it completed."""
-    created = _post_backfill(
-        stack,
+    created = stack.create_backfill(
         {
             "dag_id": DAG_ID,
             "from_date": f"{DATES[0]}T00:00:00Z",
