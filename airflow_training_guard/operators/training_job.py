@@ -147,7 +147,36 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
         self._prepare_attempt(context, pods=self.ranks)
         labels = self._job_labels(context)
         self._delete_leftovers(labels)
-        pod = self.build_pod_request_obj(context)
+        job, service = self.build_gang(context, labels=labels)
+        namespace, name = str(job.metadata.namespace), str(job.metadata.name)
+        self.log.info(
+            "starting %d ranks as Indexed Job %s/%s; rendezvous at %s:%d",
+            self.ranks,
+            namespace,
+            name,
+            job_building.rendezvous_address(name, namespace),
+            self.rendezvous_port,
+        )
+        self.client.create_namespaced_service(namespace, service)
+        try:
+            self.job = self.batch.create_namespaced_job(namespace, job)
+            context["ti"].xcom_push(key="job_name", value=name)
+            self._await_job(name, namespace)
+        except BaseException:
+            self._delete_job(name, namespace)
+            raise
+        self._finish_job(name, namespace)
+        return self._finish(context, None)
+
+    def build_gang(
+        self, context: Context | None, *, labels: dict[str, str], dry_run: bool = False
+    ) -> tuple[k8s.V1Job, k8s.V1Service]:
+        """The Indexed Job and its headless Service for this attempt, from the guarded pod.
+
+        :param labels: identify this task's Jobs across attempts (see :meth:`_job_labels`).
+        :param dry_run: build without a live API client (as ``build_pod_request_obj``).
+        """
+        pod = self.build_pod_request_obj(context, dry_run=dry_run)
         namespace = str(pod.metadata.namespace)
         name = job_building.job_name_for(str(pod.metadata.name), self.ranks)
         pod = job_building.with_rank_environment(
@@ -171,24 +200,7 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
         service = job_building.headless_service(
             name=name, namespace=namespace, port=self.rendezvous_port, labels=labels
         )
-        self.log.info(
-            "starting %d ranks as Indexed Job %s/%s; rendezvous at %s:%d",
-            self.ranks,
-            namespace,
-            name,
-            job_building.rendezvous_address(name, namespace),
-            self.rendezvous_port,
-        )
-        self.client.create_namespaced_service(namespace, service)
-        try:
-            self.job = self.batch.create_namespaced_job(namespace, job)
-            context["ti"].xcom_push(key="job_name", value=name)
-            self._await_job(name, namespace)
-        except BaseException:
-            self._delete_job(name, namespace)
-            raise
-        self._finish_job(name, namespace)
-        return self._finish(context, None)
+        return job, service
 
     def _await_job(self, name: str, namespace: str) -> None:
         """Poll the Job and every rank's heartbeat until it completes; raise when it fails or stalls."""

@@ -160,25 +160,22 @@ def test_a_stalled_rank_fails_the_attempt_naming_the_rank(
     k8s_api.wait_for(lambda: not k8s_api.pods(), timeout=10)
 
 
-def test_kueue_queue_submits_the_gang_suspended_with_the_queue_label(k8s_api: K8sApi) -> None:
-    from airflow_training_guard.kubernetes import job_building
+def test_kueue_queue_submits_the_gang_suspended_with_the_queue_label() -> None:
+    """The operator's own Job (not a hand-built one) carries Kueue's label and starts suspended."""
     from airflow_training_guard.operators.training_job import GuardedTrainingJobOperator
 
     op = GuardedTrainingJobOperator(
         task_id="t", image=IMAGE, expected_runtime="1h", ranks=2, namespace="default", kueue_queue_name="ml"
     )
-    pod = op.build_pod_request_obj(None, dry_run=True)
-    job = job_building.indexed_job(
-        pod,
-        name="j",
-        ranks=2,
-        active_deadline_seconds=1,
-        ttl_seconds_after_finished=None,
-        labels={},
-        kueue_queue_name="ml",
-    )
+    job, service = op.build_gang(None, labels={"task_id": "t"}, dry_run=True)
     assert job.spec.suspend is True
     assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "ml"
+    assert job.spec.template.metadata.labels["kueue.x-k8s.io/queue-name"] == "ml"
+    assert service.spec.selector == {"training-guard.io/job": job.metadata.name}
+    without = GuardedTrainingJobOperator(
+        task_id="u", image=IMAGE, expected_runtime="1h", ranks=2, namespace="default"
+    )
+    assert without.build_gang(None, labels={}, dry_run=True)[0].spec.suspend is None
 
 
 @pytest.mark.parametrize(
