@@ -770,4 +770,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             last_log_lines=self._last_log_lines,
             upstream=upstream,
         )
+        # The program's log lines and KPO's pod spec (env values) can hold a token; the exception text is
+        # logged by the scheduler's copy of the task log too, whose masker never learns run-time secrets.
+        message = redact(message)
         return AirflowException(message) if diagnosis.retryable else AirflowFailException(message)

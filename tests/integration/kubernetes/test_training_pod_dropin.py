@@ -224,3 +224,28 @@ def test_failure_message_keeps_exit_code_termination_message_and_kpo_text_when_t
     assert "loss is NaN at step 1200" in message
     assert "Pod train-gone returned a failure." in message
     assert ("remote_pod: " in message) is log_pod_spec_on_failure
+
+
+def test_failure_message_redacts_a_token_the_program_wrote_in_its_termination_message(
+    k8s_api: K8sApi,
+) -> None:
+    """A program that wrote its Hub token into its termination message put it into the exception text."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from airflow_training_guard.operators.training_pod import GuardedTrainingPodOperator
+
+    op = GuardedTrainingPodOperator(
+        task_id="train",
+        image=IMAGE,
+        namespace="default",
+        expected_runtime="10m",
+        kubernetes_conn_id=k8s_api.airflow_conn_id,
+    )
+    remote = _failed_remote_pod("train-gone")
+    terminated = remote.status.container_statuses[0].state.terminated
+    terminated.message = "loss is NaN; the Hub said 401 to Authorization: Bearer hf_abcdefghijklmnop1234"
+    request = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="train-gone", namespace="default"))
+    with pytest.raises(AirflowException) as raised:
+        op.cleanup(pod=request, remote_pod=remote)
+    assert "hf_abcdefghijklmnop1234" not in str(raised.value)
+    assert "loss is NaN" in str(raised.value) and "exited with code 3" in str(raised.value)
