@@ -335,22 +335,45 @@ class AirflowStack:
         """``POST /api/v2/backfills`` as the Backfill dialog does, retried while SQLite is locked.
 
         On SQLite a busy scheduler makes the API answer 503 "Database is locked" (seen on a loaded
-        2-core machine); a person in the dialog would simply try again, and so does this.
+        2-core machine); a person in the dialog would simply try again, and so does this. A 503 can
+        come after the backfill row was committed, so the retry may meet 409 "already a running
+        backfill": then the backfill an earlier attempt created is looked up and returned, as a
+        person would find it in the Backfills list.
         """
         deadline = time.monotonic() + patience
+        known = {backfill["id"] for backfill in self._backfills(body["dag_id"])}
+        retried = False
         while True:
             response = self.client.post("/api/v2/backfills", json=body)
+            if response.status_code == 409 and retried:
+                running = [
+                    backfill
+                    for backfill in self._backfills(body["dag_id"])
+                    if backfill["id"] not in known and not backfill["completed_at"]
+                ]
+                if len(running) == 1:
+                    return dict(running[0])
             if response.status_code != 503 or time.monotonic() > deadline:
                 if response.status_code >= 400:
                     raise AssertionError(
                         f"POST /api/v2/backfills -> {response.status_code}: {response.text[:2000]}"
                     )
                 return dict(response.json())
+            retried = True
             time.sleep(3)
+
+    def _backfills(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every backfill of ``dag_id``, from ``GET /api/v2/backfills``."""
+        return list(self.api("GET", "/backfills", params={"dag_id": dag_id, "limit": 100})["backfills"])
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the REST API (``/api/v2`` + path) and return the JSON body; raise on an HTTP error."""
+        deadline = time.monotonic() + 60
         response = self.client.request(method, f"/api/v2{path}", **kwargs)
+        # A read is safe to repeat: SQLite's 503 "Database is locked" under a busy scheduler.
+        while method == "GET" and response.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(2)
+            response = self.client.request(method, f"/api/v2{path}", **kwargs)
         if response.status_code >= 400:
             raise AssertionError(f"{method} /api/v2{path} -> {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
