@@ -103,13 +103,14 @@ def configured_pools() -> tuple[PoolSpec, ...]:
     """
     from airflow.configuration import conf
 
+    # An empty name (``AIRFLOW__TRAINING_GUARD__SLA_POOL=``) means the default, as in the policy.
     backfill_name = (conf.get(CONFIG_SECTION, OPTION_BACKFILL_POOL, fallback=BACKFILL_POOL) or "").strip()
-    sla_name = (conf.get(CONFIG_SECTION, OPTION_SLA_POOL, fallback=SLA_POOL) or "").strip()
+    backfill_name = backfill_name or BACKFILL_POOL
+    sla_name = (conf.get(CONFIG_SECTION, OPTION_SLA_POOL, fallback=SLA_POOL) or "").strip() or SLA_POOL
     backfill_slots = conf.get(
         CONFIG_SECTION, OPTION_BACKFILL_POOL_SLOTS, fallback=str(DEFAULT_BACKFILL_POOL_SLOTS)
     )
     sla_slots = conf.get(CONFIG_SECTION, OPTION_SLA_POOL_SLOTS, fallback=str(DEFAULT_SLA_POOL_SLOTS))
-    backfill_name, sla_name = backfill_name or BACKFILL_POOL, sla_name or SLA_POOL
     if backfill_name == sla_name:
         raise GuardConfigError(
             f"[{CONFIG_SECTION}] {OPTION_SLA_POOL} and {OPTION_BACKFILL_POOL} are both {sla_name!r}; a "
