@@ -3,9 +3,9 @@
 Files through Airflow's ``ObjectStoragePath`` (``file://``, ``s3://``, ``gs://`` ...), one path
 template per partition. Present means the success marker (default ``_SUCCESS``) exists and the
 data files (every file but the marker and hidden ``_``/``.`` files) reach ``min_files`` and
-``min_bytes``. Listings are bounded by the expected set, never one per partition nor the whole
-history (issue 17). ``ObjectStoragePath`` is imported inside the methods that list, when a check
-runs.
+``min_bytes``. By default the listings are bounded by the expected set: requests and memory per
+check grow with the set, never with the history beside it (issue 17). ``ObjectStoragePath`` is
+imported inside the methods that list, when a check runs.
 """
 
 from __future__ import annotations
