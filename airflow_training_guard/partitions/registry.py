@@ -67,8 +67,10 @@ def class_of(data: Mapping[str, Any], family: type[Any], what: str) -> type[Any]
     if cls is not None and issubclass(cls, family):
         return cls
     other = f" (the kind of {cls.__name__}, not of {what})" if cls is not None else ""
+    # Field names only: a value (a SQL source's hook_params, say) may hold a credential.
+    fields = sorted(str(name) for name in data) if isinstance(data, Mapping) else type(data).__name__
     raise GuardConfigError(
-        f"cannot rebuild {what} from {data!r}: unknown kind {kind!r}{other}; known kinds: "
+        f"cannot rebuild {what} from fields {fields}: unknown kind {kind!r}{other}; known kinds: "
         f"{', '.join(known_kinds(family))}"
     )
 

@@ -32,7 +32,7 @@ def test_each_family_knows_its_own_kinds() -> None:
 def test_an_unknown_source_kind_names_the_value_and_lists_the_known_kinds() -> None:
     with pytest.raises(
         GuardConfigError,
-        match=r"cannot rebuild a partition source from \{'kind': 'kafka'\}: unknown kind 'kafka'; "
+        match=r"cannot rebuild a partition source from fields \['kind'\]: unknown kind 'kafka'; "
         r"known kinds: callable, object_storage, sql$",
     ):
         PartitionSource.deserialize({"kind": "kafka"})
@@ -54,6 +54,14 @@ def test_the_kind_of_the_other_family_is_named_as_such() -> None:
         ExpectedPartitions.deserialize(ObjectStorageSource("/data/date={date}").serialize())
     with pytest.raises(GuardConfigError, match=r"the kind of HoursOfDay, not of a partition source"):
         PartitionSource.deserialize(HoursOfDay("2026-11-01").serialize())
+
+
+def test_an_unknown_kind_error_names_the_fields_but_never_their_values() -> None:
+    """A SQL source's ``hook_params`` may carry a credential: the error lists field names only."""
+    with pytest.raises(GuardConfigError) as raised:
+        PartitionSource.deserialize({"kind": "kafka", "hook_params": {"password": "pw-SECRET-4711"}})
+    assert "hook_params" in str(raised.value)
+    assert "pw-SECRET-4711" not in str(raised.value)
 
 
 def test_a_kind_taken_by_another_class_is_rejected() -> None:
