@@ -156,6 +156,11 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(result) if isinstance(result, Mapping) else {}
 
 
+def api_dict(pod: k8s.V1Pod) -> dict[str, Any]:
+    """The pod as the API server receives it (camelCase JSON), for checks that read it as a dict."""
+    return _as_dict(pod)
+
+
 def all_containers(pod: k8s.V1Pod) -> list[k8s.V1Container]:
     """Every container the pod will run: init containers first, then containers (sidecars included)."""
     spec = pod.spec

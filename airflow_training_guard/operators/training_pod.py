@@ -16,6 +16,7 @@ checking or watching logic of its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -38,18 +39,8 @@ from airflow_training_guard.kubernetes.config import (
 from airflow_training_guard.kubernetes.failures import read_failure_evidence
 from airflow_training_guard.kubernetes.images import PinRule, check_parse_time_images, check_pod_images
 from airflow_training_guard.kubernetes.watchdog import PodHeartbeatWatchdog, read_log_tail, stall_settings
-from airflow_training_guard.operators.common import (
-    GivenArguments,
-    check_partition_key,
-    failure_exception,
-    manifest_summary,
-    parse_pins,
-    pod_run_manifest,
-    read_metrics_file,
-    resolve_partition_key,
-    timeout_policy_for,
-    verify_content_pins,
-)
+from airflow_training_guard.operators import common
+from airflow_training_guard.operators.common import GivenArguments
 from airflow_training_guard.policies.diagnostics import Diagnosis, FailureKind, diagnose, stalled
 from airflow_training_guard.policies.durations import DurationLike, parse_duration
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
@@ -81,28 +72,23 @@ def _forbid_unpinned_images() -> bool:
 class GuardedTrainingPodOperator(KubernetesPodOperator):
     """Run a GPU training pod with pinned images, shapes that fit, resume, timeouts and readable failures.
 
-    All :class:`KubernetesPodOperator` parameters are accepted, in the call or in ``default_args``;
-    ``docs/training-pod-operator.md`` has the table of every guard parameter and its default.
+    All :class:`KubernetesPodOperator` parameters are accepted, in the call or in ``default_args``.
+    ``docs/training-pod-operator.md`` has every guard parameter with its default; in short:
 
-    :param image: the training image, pinned by digest (``repo@sha256:<64 hex>``); optional when the
-        pod template or ``full_pod_spec`` gives the base container's image.
-    :param expected_runtime: how long the job normally takes; with the buffer it gives the hard
-        deadline (``activeDeadlineSeconds``, ``execution_timeout``).
-    :param partition_key: the partition this pod trains on. Templated. Default: the run's
-        ``partition_key``, else ``ds``.
-    :param gpus: GPUs per pod (requests = limits; 0: CPU only). With ``gpu_resource``,
-        ``gpu_fragmentation``, ``node_shapes``, ``check_node_inventory`` and ``check_gpu_quota`` the
-        flat form of ``gpu=`` (see :class:`GpuSettings` for each).
-    :param gpu: the same settings as one :class:`GpuSettings` (shareable between tasks); not with them.
+    :param image: the training image, pinned by digest (``repo@sha256:<64 hex>``), else the template's.
+    :param expected_runtime: how long the job normally takes; with the buffer, the hard deadline.
+    :param partition_key: templated; default: the run's ``partition_key``, else ``ds``.
+    :param gpus: GPUs per pod (0: CPU only). With ``gpu_resource``, ``gpu_fragmentation``,
+        ``node_shapes``, ``check_node_inventory`` and ``check_gpu_quota``: the fields of ``gpu=``.
+    :param gpu: those settings as one :class:`GpuSettings` (shareable between tasks); not with them.
     :param kueue_queue_name: submit through Kueue's LocalQueue of this name, admitted by quota.
-    :param checkpoint_claim_name: PersistentVolumeClaim holding checkpoints (``None``: an emptyDir,
-        so a retry starts from step 0). With ``checkpoint_mount_path``, ``checkpoint_path_template``,
-        ``checkpoint_every_steps`` and ``checkpoint_keep_last`` the flat form of ``checkpoint=``
-        (see :class:`CheckpointSettings`).
-    :param checkpoint: the same settings as one :class:`CheckpointSettings`; not with them.
-    :param output_dir: where the program writes its model inside the container (optional).
-    :param worker_output_dir: where the worker sees that folder (templated); then the run manifest
-        is written there after success and its summary is the return value. Not with ``do_xcom_push``.
+    :param checkpoint_claim_name: the PVC holding checkpoints (``None``: an emptyDir). With
+        ``checkpoint_mount_path``, ``checkpoint_path_template``, ``checkpoint_every_steps`` and
+        ``checkpoint_keep_last``: the fields of ``checkpoint=``.
+    :param checkpoint: those settings as one :class:`CheckpointSettings`; not with them.
+    :param output_dir: where the program writes its model inside the container.
+    :param worker_output_dir: where the worker sees that folder (templated): the run manifest is
+        written there and its summary returned. Not with ``do_xcom_push``.
     :param profile: ``"safe"`` (default) or ``"fast"``; explicit parameters override it.
     :param timeout_buffer: fraction added to ``expected_runtime`` (default from the profile).
     :param deadline: explicit hard deadline, >= expected_runtime * (1 + buffer).
@@ -110,12 +96,9 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     :param stall_after: no heartbeat progress in the log for this long deletes the pod (retryable).
     :param heartbeat_log_interval: how often the program prints heartbeat marker lines.
     :param allow_unpinned_image: development only: accept a tag, with a loud warning.
-    :param safe_pod_defaults: fill in non-root, no privilege escalation, no capabilities and seccomp
-        RuntimeDefault wherever any container of the pod leaves the field unset.
-    :param pod_security: ``"restricted"`` (default) refuses a pod breaking the restricted profile;
-        ``"warn"`` logs every violation and submits it.
-    :param pins: dataset/model revisions from ``PreflightOperator`` (templated), for the pod's
-        ``TRAINING_GUARD_PINS`` and the run manifest (XCom key ``manifest``).
+    :param safe_pod_defaults: fill in the restricted profile's security fields every container leaves unset.
+    :param pod_security: ``"restricted"`` refuses a pod breaking that profile; ``"warn"`` logs and submits.
+    :param pins: dataset/model revisions from ``PreflightOperator`` (templated), for the pod and the manifest.
     """
 
     template_fields: Sequence[str] = (
@@ -164,34 +147,20 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         self.guard_profile = get_profile(profile)
         self.pod_security = pod_security_rules.check_mode(pod_security)
         check_output_dirs(output_dir, worker_output_dir, do_xcom_push=given.get("do_xcom_push"))
+        # The flat arguments of each group are named in its ARGUMENTS table (one place, no copy here).
+        flat = locals()
         self.gpu = settings_from_arguments(
-            GpuSettings,
-            gpu,
-            {
-                "gpus": gpus,
-                "gpu_resource": gpu_resource,
-                "gpu_fragmentation": gpu_fragmentation,
-                "node_shapes": node_shapes,
-                "check_node_inventory": check_node_inventory,
-                "check_gpu_quota": check_gpu_quota,
-            },
-            argument="gpu",
+            GpuSettings, gpu, {name: flat[name] for name in GpuSettings.ARGUMENTS}, argument="gpu"
         )
         self.checkpoint = settings_from_arguments(
             CheckpointSettings,
             checkpoint,
-            {
-                "checkpoint_claim_name": checkpoint_claim_name,
-                "checkpoint_mount_path": checkpoint_mount_path,
-                "checkpoint_path_template": checkpoint_path_template,
-                "checkpoint_every_steps": checkpoint_every_steps,
-                "checkpoint_keep_last": checkpoint_keep_last,
-            },
+            {name: flat[name] for name in CheckpointSettings.ARGUMENTS},
             argument="checkpoint",
         )
         self.checkpoint_policy = self.checkpoint.policy(self.guard_profile)
         self.heartbeat_log_interval = parse_duration(heartbeat_log_interval, name="heartbeat_log_interval")
-        self.timeout_policy = timeout_policy_for(
+        self.timeout_policy = common.timeout_policy_for(
             self.guard_profile,
             expected_runtime=expected_runtime,
             timeout_buffer=timeout_buffer,
@@ -218,7 +187,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             pod_template_file=self.pod_template_file,
         )
         if partition_key is not None and not (isinstance(partition_key, str) and is_templated(partition_key)):
-            check_partition_key(partition_key, task_id=self.task_id)  # templated: after rendering
+            common.check_partition_key(partition_key, task_id=self.task_id)  # templated: after rendering
         self.partition_key = partition_key
         self.output_dir = output_dir
         self.worker_output_dir = worker_output_dir
@@ -254,7 +223,9 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         """KPO's pod composed with the guard's pieces, then checked: images pinned, profile restricted."""
         pod = super().build_pod_request_obj(context, dry_run=dry_run)
         partition_key = self._resolved_partition_key or (
-            resolve_partition_key(self.partition_key, context, task_id=self.task_id) if context else "dry-run"
+            common.resolve_partition_key(self.partition_key, context, task_id=self.task_id)
+            if context
+            else "dry-run"
         )
         sub_path = self._checkpoint_sub_path(partition_key)
         env = pod_building.contract_environment(
@@ -283,7 +254,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
                 annotations["image-digest"] = self.image_reference.digest
             pod = pod_building.with_annotations(pod, annotations)
             warning = pod_security_rules.enforce(
-                self.client_sanitize(pod), mode=self.pod_security, task_id=self.task_id
+                pod_building.api_dict(pod), mode=self.pod_security, task_id=self.task_id
             )
         except GuardConfigError as err:
             if context is None:
@@ -292,14 +263,6 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         if warning:
             self.log.warning("%s", warning)
         return pod
-
-    @staticmethod
-    def client_sanitize(pod: k8s.V1Pod) -> dict[str, Any]:
-        """The pod as the API server receives it (camelCase JSON)."""
-        from kubernetes.client import ApiClient
-
-        result = ApiClient().sanitize_for_serialization(pod)
-        return dict(result) if isinstance(result, Mapping) else {}
 
     def _checkpoint_sub_path(self, partition_key: str) -> str:
         return self.checkpoint_policy.relative_dir(
@@ -313,13 +276,13 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
 
         :param pods: how many pods of this shape run at once (the Job operator's ranks).
         """
-        self._resolved_partition_key = resolve_partition_key(
+        self._resolved_partition_key = common.resolve_partition_key(
             self.partition_key, context, task_id=self.task_id
         )
         self._stall_detail = None
         self._last_log_lines = []
-        self._resolved_pins = parse_pins(self.pins, task_id=self.task_id)
-        for line in verify_content_pins(self._resolved_pins, task_id=self.task_id):
+        self._resolved_pins = common.parse_pins(self.pins, task_id=self.task_id)
+        for line in common.verify_content_pins(self._resolved_pins, task_id=self.task_id):
             self.log.info("data pin verified: %s", line)
         if self.image_reference is None and self.image is not None:  # templated image: rendered now
             try:
@@ -339,14 +302,13 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _check_gpu_capacity(self, *, pods: int = 1) -> None:
         from airflow_training_guard.hooks.kubernetes_inventory import KubernetesInventoryHook
 
-        def inventory() -> KubernetesInventoryHook:
-            return KubernetesInventoryHook(
-                self.kubernetes_conn_id,
-                config_file=self.config_file,
-                cluster_context=self.cluster_context,
-                in_cluster=self.in_cluster,
-            )
-
+        inventory = functools.partial(
+            KubernetesInventoryHook,
+            self.kubernetes_conn_id,
+            config_file=self.config_file,
+            cluster_context=self.cluster_context,
+            in_cluster=self.in_cluster,
+        )
         try:
             report = check_gpu_settings(
                 self.gpu,
@@ -436,7 +398,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         output_dir = Path(str(self.worker_output_dir))
         path = manifest.write(output_dir)
         self.log.info("run manifest written to %s", path)
-        summary = manifest_summary(manifest, output_dir=output_dir, path=path)
+        summary = common.manifest_summary(manifest, output_dir=output_dir, path=path)
         # KPO keeps do_xcom_push=False (True would add its xcom sidecar), so Airflow would drop the
         # return value: push it as the return value explicitly, for `train.output` downstream.
         context["ti"].xcom_push(key="return_value", value=summary)
@@ -449,11 +411,11 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         xcom sidecar), and the manifest travels under its own key, as any explicit ``xcom_push``
         does; it is how a pod run stays reproducible when the worker cannot see the pod's volume.
         """
-        partition_key = self._resolved_partition_key or resolve_partition_key(
+        partition_key = self._resolved_partition_key or common.resolve_partition_key(
             self.partition_key, context, task_id=self.task_id
         )
         artifact_dir = self.worker_output_dir or self.output_dir
-        manifest = pod_run_manifest(
+        manifest = common.pod_run_manifest(
             dag_id=self.dag_id,
             run_id=str(context.get("run_id") or ""),
             task_id=self.task_id,
@@ -467,7 +429,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             artifact_dir=str(artifact_dir) if artifact_dir else None,
             dag_file=getattr(self.dag, "fileloc", None) if self.has_dag() else None,  # type: ignore[no-untyped-call]
             checkpoints=self.checkpoint.location(self._checkpoint_sub_path(partition_key)),
-            metrics=read_metrics_file(Path(str(self.worker_output_dir)), self.log)
+            metrics=common.read_metrics_file(Path(str(self.worker_output_dir)), self.log)
             if self.worker_output_dir
             else {},
         )
@@ -539,7 +501,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _exception_for(
         self, diagnosis: Diagnosis, pod: k8s.V1Pod, *, upstream: str | None = None
     ) -> AirflowException:
-        return failure_exception(
+        return common.failure_exception(
             diagnosis,
             pod_name=pod.metadata.name,
             namespace=pod.metadata.namespace,
