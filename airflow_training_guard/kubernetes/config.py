@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_training_guard.exceptions import GuardConfigError
@@ -62,13 +63,15 @@ class CheckpointSettings:
     keep_last: int | None = None
 
     #: operator argument -> field.
-    ARGUMENTS: ClassVar[Mapping[str, str]] = {
-        "checkpoint_claim_name": "claim_name",
-        "checkpoint_mount_path": "mount_path",
-        "checkpoint_path_template": "path_template",
-        "checkpoint_every_steps": "every_steps",
-        "checkpoint_keep_last": "keep_last",
-    }
+    ARGUMENTS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "checkpoint_claim_name": "claim_name",
+            "checkpoint_mount_path": "mount_path",
+            "checkpoint_path_template": "path_template",
+            "checkpoint_every_steps": "every_steps",
+            "checkpoint_keep_last": "keep_last",
+        }
+    )
 
     def __post_init__(self) -> None:
         claim = self.claim_name
@@ -136,14 +139,16 @@ class GpuSettings:
     check_quota: bool = True
 
     #: operator argument -> field.
-    ARGUMENTS: ClassVar[Mapping[str, str]] = {
-        "gpus": "gpus",
-        "gpu_resource": "resource",
-        "gpu_fragmentation": "fragmentation",
-        "node_shapes": "node_shapes",
-        "check_node_inventory": "check_node_inventory",
-        "check_gpu_quota": "check_quota",
-    }
+    ARGUMENTS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "gpus": "gpus",
+            "gpu_resource": "resource",
+            "gpu_fragmentation": "fragmentation",
+            "node_shapes": "node_shapes",
+            "check_node_inventory": "check_node_inventory",
+            "check_gpu_quota": "check_quota",
+        }
+    )
 
     def __post_init__(self) -> None:
         validate_gpu_count(self.gpus)

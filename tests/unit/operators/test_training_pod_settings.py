@@ -96,3 +96,15 @@ def test_a_bad_value_in_a_flat_argument_names_the_argument() -> None:
         make(gpus=3, gpu_fragmentation="often")
     with pytest.raises(GuardConfigError, match=r"^checkpoint_claim_name='My Claim'"):
         make(checkpoint_claim_name="My Claim")
+
+
+@pytest.mark.parametrize("kind", [GpuSettings, CheckpointSettings])
+def test_every_settings_field_has_exactly_one_flat_operator_parameter(kind: type) -> None:
+    """The operator looks its flat arguments up by the ARGUMENTS table; a field missing there is unreachable."""
+    import dataclasses
+    import inspect
+
+    parameters = inspect.signature(GuardedTrainingPodOperator.__init__).parameters
+    assert sorted(kind.ARGUMENTS.values()) == sorted(f.name for f in dataclasses.fields(kind))
+    for name in kind.ARGUMENTS:
+        assert parameters[name].default is None, f"{name} must default to None (= not given)"
