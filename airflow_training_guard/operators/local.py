@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_training_guard import __version__
+from airflow_training_guard import __version__, telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.launchers.process import (
     Ending,
@@ -300,6 +300,7 @@ class LocalTrainingOperator(BaseOperator):
                     "or set on_corrupt_checkpoints='restart'"
                 )
             self.log.warning("no valid checkpoint in %s: restarting from step 0", checkpoint_dir)
+        telemetry.checkpoint_resumed(self, resume)
 
         pins = parse_pins(self.pins, task_id=self.task_id)
         for line in verify_content_pins(pins, task_id=self.task_id):
@@ -327,6 +328,9 @@ class LocalTrainingOperator(BaseOperator):
             self._smoke_run(command, training_env)
 
         outcome = self._supervise(command, training_env, self._limits(self.timeout_policy.hard_deadline))
+        telemetry.attempt_ended(self, outcome.ending.value)
+        telemetry.stragglers_reported(self, outcome.stragglers, self.straggler_policy)
+        telemetry.checkpoint_saved(self, checkpointer.latest(), since_step=training_env.resume_step)
         self._raise_for(outcome, training_env)
         manifest = self._write_manifest(context, command, training_env, outcome, checkpointer)
         final_step = outcome.last_heartbeat.step if outcome.last_heartbeat else None

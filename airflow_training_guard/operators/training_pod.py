@@ -36,7 +36,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from airflow_training_guard import __version__
+from airflow_training_guard import __version__, telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.kubernetes import pod_building, pod_security
 from airflow_training_guard.kubernetes.capacity import CapacityError, check_gpu_capacity, gpu_request
@@ -763,6 +763,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _exception_for(
         self, diagnosis: Diagnosis, pod: k8s.V1Pod, *, upstream: str | None = None
     ) -> AirflowException:
+        telemetry.attempt_ended(self, diagnosis.kind.value)
         message = failure_message(
             diagnosis,
             pod_name=pod.metadata.name,

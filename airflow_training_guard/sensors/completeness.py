@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from airflow_training_guard import telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.partitions.completeness import (
     XCOM_DETAILS,
@@ -55,6 +56,14 @@ def _seconds(value: DurationLike | None, *, name: str) -> timedelta | None:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _wait_start(context: Context) -> datetime:
+    """When the wait began: the task instance's start (a resumed deferral keeps it), else now."""
+    started = getattr(context.get("ti"), "start_date", None)
+    if isinstance(started, datetime):
+        return started if started.tzinfo else started.replace(tzinfo=UTC)
+    return _utcnow()
 
 
 class PartitionCompletenessSensor(BaseSensorOperator):
@@ -137,6 +146,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         self._last_result: CompletenessResult | None = None
         self._poke_count = 0
         self._grace_deadline: datetime | None = None
+        self._wait_started: datetime | None = None
 
     # -- templating -----------------------------------------------------------------------------
 
@@ -159,6 +169,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     # -- Airflow entry points -------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        self._wait_started = _wait_start(context)
         self._grace_deadline = self._compute_grace_deadline()
         self._log_effective_configuration()
         if not self.deferrable:
@@ -167,15 +178,18 @@ class PartitionCompletenessSensor(BaseSensorOperator):
             except AirflowSensorTimeout as err:
                 message = timeout_message(self._last_result, timeout=timedelta(seconds=self.timeout))
                 self.log.error(message)
+                telemetry.completeness_waited(self, self._waited(), outcome="timeout")
                 raise AirflowSensorTimeout(message) from err
             except AirflowSkipException as err:
                 if not str(err).startswith("Sensor has timed out"):
                     raise
                 message = timeout_message(self._last_result, timeout=timedelta(seconds=self.timeout))
                 self.log.warning("soft_fail: skipping: %s", message)
+                telemetry.completeness_waited(self, self._waited(), outcome="timeout")
                 raise AirflowSkipException(message) from err
         result = self._check_once()
         if result.is_complete:
+            telemetry.completeness_waited(self, self._waited(), outcome="complete")
             return self._xcom(result)
         timeout = timedelta(seconds=self.timeout)
         self.log.info("incomplete: deferring to the triggerer, checking every %ss", self.poke_interval)
@@ -197,6 +211,8 @@ class PartitionCompletenessSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         result = self._check_once()
+        if result.is_complete:
+            telemetry.completeness_waited(self, self._waited(), outcome="complete")
         return PokeReturnValue(
             is_done=result.is_complete, xcom_value=self._xcom(result) if result.is_complete else None
         )
@@ -211,8 +227,10 @@ class PartitionCompletenessSensor(BaseSensorOperator):
                 f"task {self.task_id!r}: the completeness trigger returned no event ({event!r})"
             )
         status, message = event["status"], str(event.get("message", ""))
+        self._wait_started = _wait_start(context)
         if status == "success":
             self.log.info("complete: %s", message)
+            telemetry.completeness_waited(self, self._waited(), outcome="complete")
             return dict(event["result"])
         if status in {"late", "timeout"}:
             self._fail(message, timed_out=status == "timeout")
@@ -234,12 +252,14 @@ class PartitionCompletenessSensor(BaseSensorOperator):
                 ", ".join(gone[:20]),
             )
         self.log.info("poke %d: %s", self._poke_count, result.summary())
+        telemetry.completeness_checked(self, len(result.incomplete_keys))
         self._last_result = result
         if not result.is_complete and self._grace_deadline is not None and _utcnow() >= self._grace_deadline:
             self._fail(late_message(result, deadline=self._grace_deadline, grace_period=self.grace_period))
         return result
 
     def _fail(self, message: str, *, timed_out: bool = False) -> None:
+        telemetry.completeness_waited(self, self._waited(), outcome="timeout" if timed_out else "late")
         if self.soft_fail:
             self.log.warning("soft_fail: skipping: %s", message)
             raise AirflowSkipException(message)
@@ -247,6 +267,11 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         if timed_out:
             raise AirflowSensorTimeout(message)
         raise AirflowFailException(message)
+
+    def _waited(self) -> timedelta:
+        """How long this sensor has waited: since its task instance started (kept across deferrals)."""
+        now = _utcnow()
+        return now - (self._wait_started or now)
 
     def _compute_grace_deadline(self) -> datetime | None:
         if self.grace_period is None:
