@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ __all__ = [
     "completeness_waited",
     "deadline_killed",
     "ledger_committed",
+    "ledger_plan_skipped",
     "ledger_skipped",
     "ledger_superseded",
     "preempted",
@@ -253,9 +255,23 @@ def ledger_committed(*, namespace: str, run_kind: str) -> None:
     _emit("counter", "ledger.committed", 1, _tags(namespace=namespace, run_kind=run_kind))
 
 
-def ledger_skipped(*, namespace: str, run_kind: str, state: str) -> None:
-    """``ledger.skipped`` (counter): the reprocess mode left a key alone; ``state`` is the key's state."""
-    _emit("counter", "ledger.skipped", 1, _tags(namespace=namespace, run_kind=run_kind, state=state))
+def ledger_skipped(*, namespace: str, run_kind: str, state: str, count: int = 1) -> None:
+    """``ledger.skipped`` (counter): the reprocess mode left a key alone; ``state`` is the key's state
+    (``committed``, ``claimed``: in progress elsewhere, ``failed``)."""
+    if count > 0:
+        tags = _tags(namespace=namespace, run_kind=run_kind, state=state)
+        _emit("counter", "ledger.skipped", count, tags)
+
+
+#: ``LedgerPlan.skipped`` says why in words; the metric tags the ledger state, as the claim does.
+_PLAN_REASON_STATE = {"in progress": "claimed", "already committed": "committed"}
+
+
+def ledger_plan_skipped(reasons: Iterable[str], *, namespace: str, run_kind: str) -> None:
+    """:func:`ledger_skipped` for the keys a backfill's plan leaves out (``LedgerPlan.skipped.values()``),
+    one count per state: those keys never reach a claim, so the claim cannot count them."""
+    for state, count in Counter(_PLAN_REASON_STATE.get(r, r) for r in reasons).items():
+        ledger_skipped(namespace=namespace, run_kind=run_kind, state=state, count=count)
 
 
 def ledger_superseded(*, namespace: str, run_kind: str) -> None:

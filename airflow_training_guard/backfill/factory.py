@@ -460,6 +460,7 @@ def plan_backfill_run(
     log.info("backfill request: %s", request.describe())
     plan = pipeline.ledger().plan(request.partition_keys(), request.reprocess)
     log.info("ledger plan: %s", plan.describe())
+    telemetry.ledger_plan_skipped(plan.skipped.values(), namespace=pipeline.name, run_kind="backfill")
     if len(plan.to_run) <= max_keys:
         return list(plan.to_run), []
     try:

@@ -58,14 +58,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _wait_start(context: Context) -> datetime:
-    """When the wait began: the task instance's start (a resumed deferral keeps it), else now."""
-    started = getattr(context.get("ti"), "start_date", None)
-    if isinstance(started, datetime):
-        return started if started.tzinfo else started.replace(tzinfo=UTC)
-    return _utcnow()
-
-
 class PartitionCompletenessSensor(BaseSensorOperator):
     """Wait until every partition of an expected set is present and finalized.
 
@@ -169,7 +161,6 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     # -- Airflow entry points -------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any] | None:
-        self._wait_started = _wait_start(context)
         self._grace_deadline = self._compute_grace_deadline()
         self._log_effective_configuration()
         if not self.deferrable:
@@ -205,6 +196,8 @@ class PartitionCompletenessSensor(BaseSensorOperator):
                 xcom_detail=self.xcom_detail,
             ),
             method_name="execute_complete",
+            # The resumed task is a new instance: it learns when the wait began from here (metrics).
+            kwargs={"wait_started": self._wait_started.isoformat() if self._wait_started else None},
             timeout=timeout + TRIGGER_TIMEOUT_MARGIN,
         )
         return None  # pragma: no cover - defer() raises
@@ -220,14 +213,20 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     def _xcom(self, result: CompletenessResult) -> dict[str, Any]:
         return result.to_xcom(expected=self.expected.serialize(), detail=self.xcom_detail)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Finish after the trigger fired: return the XCom value, or fail/skip with its message."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, wait_started: str | None = None
+    ) -> dict[str, Any]:
+        """Finish after the trigger fired: return the XCom value, or fail/skip with its message.
+
+        ``wait_started``: when the first check ran, before the deferral (for the wait metric).
+        """
+        if wait_started:
+            self._wait_started = datetime.fromisoformat(wait_started)
         if not event or "status" not in event:
             raise AirflowException(
                 f"task {self.task_id!r}: the completeness trigger returned no event ({event!r})"
             )
         status, message = event["status"], str(event.get("message", ""))
-        self._wait_started = _wait_start(context)
         if status == "success":
             self.log.info("complete: %s", message)
             telemetry.completeness_waited(self, self._waited(), outcome="complete")
@@ -239,6 +238,8 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     # -- helpers --------------------------------------------------------------------------------
 
     def _check_once(self) -> CompletenessResult:
+        if self._wait_started is None:
+            self._wait_started = _utcnow()
         try:
             result = self.source.check(self.expected)
         except GuardConfigError as err:
@@ -269,7 +270,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         raise AirflowFailException(message)
 
     def _waited(self) -> timedelta:
-        """How long this sensor has waited: since its task instance started (kept across deferrals)."""
+        """How long this sensor has waited for its partitions: since its first check."""
         now = _utcnow()
         return now - (self._wait_started or now)
 
