@@ -300,7 +300,6 @@ class LocalTrainingOperator(BaseOperator):
                     "or set on_corrupt_checkpoints='restart'"
                 )
             self.log.warning("no valid checkpoint in %s: restarting from step 0", checkpoint_dir)
-        telemetry.checkpoint_resumed(self, resume)
 
         pins = parse_pins(self.pins, task_id=self.task_id)
         for line in verify_content_pins(pins, task_id=self.task_id):
@@ -327,6 +326,7 @@ class LocalTrainingOperator(BaseOperator):
         if self.smoke_run_steps and resume is None:
             self._smoke_run(command, training_env)
 
+        telemetry.checkpoint_resumed(self, resume)
         outcome = self._supervise(command, training_env, self._limits(self.timeout_policy.hard_deadline))
         telemetry.attempt_ended(self, outcome.ending.value)
         telemetry.stragglers_reported(self, outcome.stragglers, self.straggler_policy)
