@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import write_dag_to_db
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
 
@@ -86,22 +88,6 @@ def airflow_db(airflow_home: Path) -> Path:
     return airflow_home / "airflow.db"
 
 
-def _write_dag_to_db(dag: Any) -> None:
-    """Serialize a DAG built inside a test, as the dag-processor would for a file in dags/.
-
-    ``dag.test()`` in Airflow 3.3 only runs DAGs whose serialized version is in the metadata
-    database; DAGs defined in a test module are in no bundle, so write them the same way the
-    dag-processor does (``sync_bag_to_db``), under the ``dags-folder`` bundle.
-    """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-
-
 @pytest.fixture
 def run_dag(airflow_db: Path) -> Callable[..., dict[str, str]]:
     """Run a DAG for real with ``dag.test()`` and return ``{task_id: final state}``.
@@ -112,7 +98,7 @@ def run_dag(airflow_db: Path) -> Callable[..., dict[str, str]]:
     from airflow.utils.session import create_session
 
     def _run(dag: Any, **kwargs: Any) -> dict[str, str]:
-        _write_dag_to_db(dag)
+        write_dag_to_db(dag)
         dag_run = dag.test(**kwargs)
         assert dag_run is not None, f"dag.test() did not create a run of {dag.dag_id}"
         with create_session() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,19 @@ def xcom_value(dag_id: str, task_id: str, key: str = "return_value") -> Any:
         assert row is not None, f"no XCom {key!r} from {dag_id}.{task_id}"
         value = row.value
     return json.loads(value) if isinstance(value, str) else value
+
+
+def write_dag_to_db(dag: Any) -> None:
+    """Serialize a DAG built inside a test, as the dag-processor would for a file in dags/.
+
+    ``dag.test()`` in Airflow 3.3 only runs DAGs whose serialized version is in the metadata
+    database; DAGs defined in a test module are in no bundle, so write them the same way the
+    dag-processor does (``sync_bag_to_db``), under the ``dags-folder`` bundle.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)

@@ -32,6 +32,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_training_guard import telemetry
 from airflow_training_guard.backfill.params import backfill_params
 from airflow_training_guard.backfill.policy import is_backfill_run
 from airflow_training_guard.backfill.pools import BACKFILL_POOL, SLA_POOL
@@ -275,6 +276,7 @@ def run_unit(
         found = ledger.entry(partition_key)
         state = found.state if found else "unknown"
         log.info("partition_key=%s skipped: state %s, reprocess mode %s", partition_key, state, mode.value)
+        telemetry.ledger_skipped(namespace=ledger.namespace, run_kind=run_kind, state=state)
         return {"partition_key": partition_key, "status": "skipped", "state": state}
     ti = context["ti"]
     checkpoint_dir = Path(
@@ -313,10 +315,12 @@ def run_unit(
     except StaleClaimError as err:
         # A newer attempt (an overlapping backfill, a manual rerun) owns the key; its output counts.
         log.warning("partition_key=%s superseded: %s", partition_key, err)
+        telemetry.ledger_superseded(namespace=ledger.namespace, run_kind=run_kind)
         return {"partition_key": partition_key, "status": "superseded", "fencing_token": claim.fencing_token}
     except BaseException as err:
         ledger.fail(claim, f"{type(err).__name__}: {err}")
         raise
+    telemetry.ledger_committed(namespace=ledger.namespace, run_kind=run_kind)
     log.info(
         "partition_key=%s committed: fencing_token=%s commits=%s location=%s rows=%s replaced=%s",
         partition_key,
@@ -456,6 +460,7 @@ def plan_backfill_run(
     log.info("backfill request: %s", request.describe())
     plan = pipeline.ledger().plan(request.partition_keys(), request.reprocess)
     log.info("ledger plan: %s", plan.describe())
+    telemetry.ledger_plan_skipped(plan.skipped.values(), namespace=pipeline.name, run_kind="backfill")
     if len(plan.to_run) <= max_keys:
         return list(plan.to_run), []
     try:

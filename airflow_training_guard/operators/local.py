@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_training_guard import __version__
+from airflow_training_guard import __version__, telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.launchers.process import (
     Ending,
@@ -326,7 +326,11 @@ class LocalTrainingOperator(BaseOperator):
         if self.smoke_run_steps and resume is None:
             self._smoke_run(command, training_env)
 
+        telemetry.checkpoint_resumed(self, resume)
         outcome = self._supervise(command, training_env, self._limits(self.timeout_policy.hard_deadline))
+        telemetry.attempt_ended(self, outcome.ending.value)
+        telemetry.stragglers_reported(self, outcome.stragglers, self.straggler_policy)
+        telemetry.checkpoint_saved(self, checkpointer.latest(), since_step=training_env.resume_step)
         self._raise_for(outcome, training_env)
         manifest = self._write_manifest(context, command, training_env, outcome, checkpointer)
         final_step = outcome.last_heartbeat.step if outcome.last_heartbeat else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_training_guard import telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
 from airflow_training_guard.policies.hub_repos import HubClient, RepoSpec
@@ -343,6 +344,8 @@ class PreflightOperator(BaseOperator):
         report = run_checks(checks, total_timeout=self.preflight_timeout)
         for result in report.results:
             (self.log.info if result.passed else self.log.error)("%s", result.line())
+            if not result.passed:
+                telemetry.preflight_problem(self, result.name)
         self.log.info("pre-flight %s in %.1fs", report.summary(), report.elapsed)
         return report
 

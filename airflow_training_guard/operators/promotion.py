@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_training_guard import telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.promotion import (
     Backoff,
@@ -76,6 +77,7 @@ class _RegistryOperator(BaseOperator):
             result.conflicts,
             result.reason,
         )
+        telemetry.promotion_finished(self, result, model_name=self.model_name)
         if result.outcome is PromotionOutcome.CONFLICT_GAVE_UP:
             raise AirflowException(result.reason)  # a retry, later, may win the race
         if result.outcome is PromotionOutcome.REJECTED and fail_on_reject:

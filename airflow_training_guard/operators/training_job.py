@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_training_guard import telemetry
 from airflow_training_guard.kubernetes import job_building
 from airflow_training_guard.kubernetes.failures import job_condition_failure, lost_rank, read_failure_evidence
 from airflow_training_guard.kubernetes.watchdog import read_log_tail
@@ -257,6 +258,7 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
             return
         for report in stragglers.check(now):
             self.log.warning("%s", report.describe())
+            telemetry.stragglers_reported(self, [report], self.straggler_policy)
             if self.straggler_policy is not None and self.straggler_policy.action == "restart":
                 raise AirflowException(
                     f"{report.describe()}; straggler_policy action 'restart': every rank was stopped and the "

@@ -26,6 +26,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from airflow_training_guard import telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.kubernetes import pod_arguments, pod_building
 from airflow_training_guard.kubernetes import pod_security as pod_security_rules
@@ -501,6 +502,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _exception_for(
         self, diagnosis: Diagnosis, pod: k8s.V1Pod, *, upstream: str | None = None
     ) -> AirflowException:
+        telemetry.attempt_ended(self, diagnosis.kind.value)
         return common.failure_exception(
             diagnosis,
             pod_name=pod.metadata.name,

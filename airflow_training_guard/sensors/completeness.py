@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from airflow_training_guard import telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.partitions.completeness import (
     XCOM_DETAILS,
@@ -137,6 +138,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         self._last_result: CompletenessResult | None = None
         self._poke_count = 0
         self._grace_deadline: datetime | None = None
+        self._wait_started: datetime | None = None
 
     # -- templating -----------------------------------------------------------------------------
 
@@ -167,15 +169,18 @@ class PartitionCompletenessSensor(BaseSensorOperator):
             except AirflowSensorTimeout as err:
                 message = timeout_message(self._last_result, timeout=timedelta(seconds=self.timeout))
                 self.log.error(message)
+                telemetry.completeness_waited(self, self._waited(), outcome="timeout")
                 raise AirflowSensorTimeout(message) from err
             except AirflowSkipException as err:
                 if not str(err).startswith("Sensor has timed out"):
                     raise
                 message = timeout_message(self._last_result, timeout=timedelta(seconds=self.timeout))
                 self.log.warning("soft_fail: skipping: %s", message)
+                telemetry.completeness_waited(self, self._waited(), outcome="timeout")
                 raise AirflowSkipException(message) from err
         result = self._check_once()
         if result.is_complete:
+            telemetry.completeness_waited(self, self._waited(), outcome="complete")
             return self._xcom(result)
         timeout = timedelta(seconds=self.timeout)
         self.log.info("incomplete: deferring to the triggerer, checking every %ss", self.poke_interval)
@@ -191,12 +196,16 @@ class PartitionCompletenessSensor(BaseSensorOperator):
                 xcom_detail=self.xcom_detail,
             ),
             method_name="execute_complete",
+            # The resumed task is a new instance: it learns when the wait began from here (metrics).
+            kwargs={"wait_started": self._wait_started.isoformat() if self._wait_started else None},
             timeout=timeout + TRIGGER_TIMEOUT_MARGIN,
         )
         return None  # pragma: no cover - defer() raises
 
     def poke(self, context: Context) -> PokeReturnValue:
         result = self._check_once()
+        if result.is_complete:
+            telemetry.completeness_waited(self, self._waited(), outcome="complete")
         return PokeReturnValue(
             is_done=result.is_complete, xcom_value=self._xcom(result) if result.is_complete else None
         )
@@ -204,8 +213,15 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     def _xcom(self, result: CompletenessResult) -> dict[str, Any]:
         return result.to_xcom(expected=self.expected.serialize(), detail=self.xcom_detail)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Finish after the trigger fired: return the XCom value, or fail/skip with its message."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, wait_started: str | None = None
+    ) -> dict[str, Any]:
+        """Finish after the trigger fired: return the XCom value, or fail/skip with its message.
+
+        ``wait_started``: when the first check ran, before the deferral (for the wait metric).
+        """
+        if wait_started:
+            self._wait_started = datetime.fromisoformat(wait_started)
         if not event or "status" not in event:
             raise AirflowException(
                 f"task {self.task_id!r}: the completeness trigger returned no event ({event!r})"
@@ -213,6 +229,7 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         status, message = event["status"], str(event.get("message", ""))
         if status == "success":
             self.log.info("complete: %s", message)
+            telemetry.completeness_waited(self, self._waited(), outcome="complete")
             return dict(event["result"])
         if status in {"late", "timeout"}:
             self._fail(message, timed_out=status == "timeout")
@@ -221,6 +238,8 @@ class PartitionCompletenessSensor(BaseSensorOperator):
     # -- helpers --------------------------------------------------------------------------------
 
     def _check_once(self) -> CompletenessResult:
+        if self._wait_started is None:
+            self._wait_started = _utcnow()
         try:
             result = self.source.check(self.expected)
         except GuardConfigError as err:
@@ -234,12 +253,14 @@ class PartitionCompletenessSensor(BaseSensorOperator):
                 ", ".join(gone[:20]),
             )
         self.log.info("poke %d: %s", self._poke_count, result.summary())
+        telemetry.completeness_checked(self, len(result.incomplete_keys))
         self._last_result = result
         if not result.is_complete and self._grace_deadline is not None and _utcnow() >= self._grace_deadline:
             self._fail(late_message(result, deadline=self._grace_deadline, grace_period=self.grace_period))
         return result
 
     def _fail(self, message: str, *, timed_out: bool = False) -> None:
+        telemetry.completeness_waited(self, self._waited(), outcome="timeout" if timed_out else "late")
         if self.soft_fail:
             self.log.warning("soft_fail: skipping: %s", message)
             raise AirflowSkipException(message)
@@ -247,6 +268,11 @@ class PartitionCompletenessSensor(BaseSensorOperator):
         if timed_out:
             raise AirflowSensorTimeout(message)
         raise AirflowFailException(message)
+
+    def _waited(self) -> timedelta:
+        """How long this sensor has waited for its partitions: since its first check."""
+        now = _utcnow()
+        return now - (self._wait_started or now)
 
     def _compute_grace_deadline(self) -> datetime | None:
         if self.grace_period is None:

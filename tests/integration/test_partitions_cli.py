@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from airflow_training_guard.partitions.ledger import PartitionLedger
-from tests.conftest import DAGS_FOLDER, _write_dag_to_db
+from tests.conftest import DAGS_FOLDER
+from tests.helpers import write_dag_to_db
 
 TODAY = dt.datetime.now(dt.UTC).date()
 DAY1, DAY2, DAY3 = ((TODAY - dt.timedelta(days=n)).isoformat() for n in (5, 4, 3))
@@ -30,7 +31,7 @@ def city_demand_ledger(airflow_db: Path, airflow_home: Path) -> PartitionLedger:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    _write_dag_to_db(module.city_demand_backfill)
+    write_dag_to_db(module.city_demand_backfill)
 
     path = airflow_home / "training-guard" / "ledger.db"
     path.parent.mkdir(parents=True, exist_ok=True)
