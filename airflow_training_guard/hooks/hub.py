@@ -107,7 +107,18 @@ class HubHook(BaseHook):
         extra: dict[str, Any] = {}
         host = password = None
         if self.hub_conn_id is not None:
-            conn = self.get_connection(self.hub_conn_id)
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
+            try:
+                conn = self.get_connection(self.hub_conn_id)
+            except AirflowNotFoundException:
+                raise GuardConfigError(
+                    f"the Hub connection {self.hub_conn_id!r} does not exist; create it with type "
+                    "huggingface_hub, the access token as password and the endpoint as host (empty for "
+                    f"huggingface.co), e.g. AIRFLOW_CONN_{self.hub_conn_id.upper()}="
+                    '\'{"conn_type": "huggingface_hub", "password": "hf_..."}\', or pass hub_conn_id=None '
+                    "for anonymous access"
+                ) from None
             host, password = conn.host, conn.password
             extra = conn.extra_dejson
         endpoint = (self._endpoint or host or DEFAULT_ENDPOINT).rstrip("/")

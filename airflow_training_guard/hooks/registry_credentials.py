@@ -22,6 +22,7 @@ Every secret found is given to the secrets masker before it is used (:func:`mask
 from __future__ import annotations
 
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +132,9 @@ def from_docker_config(registry_host: str, config_path: str | None = None) -> Re
     lookup = None if _docker_hub(registry_host) else registry_host
     helper = config.get_credential_store(lookup)
     try:
-        entry: Mapping[str, Any] | None = config.resolve_authconfig(lookup)
+        with warnings.catch_warnings():  # "helper not on PATH" warns, then fails: the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            entry: Mapping[str, Any] | None = config.resolve_authconfig(lookup)
     except errors.DockerException as err:
         raise DockerConfigError(
             f"the Docker credential helper docker-credential-{helper} failed for registry {registry_host}: "

@@ -216,6 +216,8 @@ class PromoteModelOperator(_RegistryOperator):
                 artifact_exists=self.artifact_exists,
                 backoff=self.backoff,
             )
+        except GuardConfigError as err:  # a missing or malformed connection: a retry cannot help
+            raise AirflowFailException(redact(str(err))) from None
         except RegistryError as err:
             raise AirflowException(redact(str(err))) from err
         return self._finish(result, fail_on_reject=self.fail_on_reject)
@@ -283,6 +285,8 @@ class RollbackModelOperator(_RegistryOperator):
             )
         except UnknownVersionError as err:
             raise AirflowFailException(redact(str(err))) from err
+        except GuardConfigError as err:
+            raise AirflowFailException(redact(str(err))) from None
         except RegistryError as err:
             raise AirflowException(redact(str(err))) from err
         return self._finish(result, fail_on_reject=True)
