@@ -53,7 +53,7 @@ def test_drift_sensor_refuses_the_old_deployment_url_naming_the_http_connection_
 def test_drift_sensor_http_conn_id_must_name_a_connection(bad: object) -> None:
     from airflow_training_guard.sensors.drift import ProductionDriftSensor
 
-    with pytest.raises(GuardConfigError, match="http_conn_id .* must name an http connection"):
+    with pytest.raises(GuardConfigError, match=r"http_conn_id .* must name an http connection"):
         ProductionDriftSensor(
             task_id="d", model_name="m", registry="sqlite://", endpoint="/v", http_conn_id=bad
         )
@@ -64,7 +64,7 @@ def test_promotion_hub_conn_id_must_be_a_connection_id_or_none(bad: object) -> N
     from airflow_training_guard.operators.promotion import PromoteModelOperator
 
     with pytest.raises(
-        GuardConfigError, match="hub_conn_id .* must be the id of a huggingface_hub connection"
+        GuardConfigError, match=r"hub_conn_id .* must be the id of a huggingface_hub connection"
     ):
         PromoteModelOperator(
             task_id="p", model_name="m", registry="hf://", manifest_path="/x", metric="m", hub_conn_id=bad
