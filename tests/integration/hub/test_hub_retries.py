@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ INFO_PATH = re.compile(r"^/api/models/org/ranker(/revision/main)?$")
 
 
 @pytest.fixture
-def hub_connection(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def hub_connection(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(
         "AIRFLOW_CONN_HUB_RETRIES",
         json.dumps(
@@ -38,7 +37,7 @@ def hub_connection(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> I
             }
         ),
     )
-    yield "hub_retries"
+    return "hub_retries"
 
 
 def _answers(httpserver: HTTPServer, statuses: list[int]) -> list[Request]:
