@@ -166,10 +166,11 @@ class HubHook(BaseHook):
         """Whether a token is configured."""
         return bool(self.settings["token"])
 
-    def _call(self, what: str, func: Callable[[], T]) -> T:
-        """Run ``func`` with retries (tenacity) on timeouts, connection errors, 429 and 5xx.
-
-        Other errors (401, 404, ...) pass through at once: retrying cannot change the answer.
+    def with_retries(self, what: str, func: Callable[[], T]) -> T:
+        """Run ``func`` (a read against :attr:`api`) with retries (tenacity) on timeouts, connection
+        errors, 429 and 5xx, as the connection's ``retries``/``backoff`` say; then
+        :class:`HubUnreachableError`. Other errors (401, 404, ...) pass through at once: retrying
+        cannot change the answer. Promotion's registry reads go through it too.
         """
         from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -217,7 +218,7 @@ class HubHook(BaseHook):
 
         what = spec.describe()
         try:
-            info = self._call(
+            info = self.with_retries(
                 what,
                 lambda: self.api.repo_info(
                     spec.repo_id,
@@ -277,7 +278,7 @@ class HubHook(BaseHook):
             return [item.id for item in islice(listing, SUGGESTION_SCAN_LIMIT)]
 
         try:
-            candidates = self._call(f"the {repo_type}s of {author or name!r}", scan)
+            candidates = self.with_retries(f"the {repo_type}s of {author or name!r}", scan)
         except Exception as err:  # a suggestion is a courtesy: never hide the real error behind it
             log.info("no suggestions for %s %r: %s", repo_type, repo_id, redact(str(err)))
             return []
@@ -285,7 +286,7 @@ class HubHook(BaseHook):
 
     def refs(self, repo_id: str, *, repo_type: str = "model") -> dict[str, str]:
         """Branches and tags of a repository: ``{name: commit sha}``."""
-        refs = self._call(
+        refs = self.with_retries(
             f"the refs of {repo_type} {repo_id!r}",
             lambda: self.api.list_repo_refs(repo_id, repo_type=repo_type),
         )

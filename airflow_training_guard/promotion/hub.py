@@ -105,12 +105,13 @@ class HubModelRegistry:
         return self.hook.api
 
     def _read_call(self, what: str, func: Callable[[], T]) -> T:
-        """A read, retried by the hook on timeouts, 429 and 5xx; the Hub's own error after the last
-        attempt (so callers keep telling "missing" from "failing")."""
+        """A read, retried by the hook on timeouts, 429 and 5xx. Other errors pass through as the
+        Hub raised them (so callers keep telling "missing" from "failing"); after the last attempt
+        a :class:`RegistryError` says the Hub was unreachable."""
         from airflow_training_guard.policies.hub_repos import HubUnreachableError
 
         try:
-            return self.hook._call(what, func)
+            return self.hook.with_retries(what, func)
         except HubUnreachableError as err:
             cause = err.__cause__
             raise RegistryError(f"{err.problem}; {err.fix}") from cause
