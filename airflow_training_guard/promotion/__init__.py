@@ -1,7 +1,8 @@
 """Model promotion: compare-and-swap on the production pointer, with history and rollback.
 
 See ``docs/model-promotion.md``. Backends: :class:`~.sql.SqlModelRegistry` (SQLite, PostgreSQL)
-and :class:`~.hub.HubModelRegistry` (Hugging Face Hub). No Airflow import in this package.
+and :class:`~.hub.HubModelRegistry` (Hugging Face Hub). No Airflow import when this package is
+imported; the Hub backend loads its hook (``hooks.hub.HubHook``) when it first talks to the Hub.
 """
 
 from __future__ import annotations

@@ -349,3 +349,62 @@ def test_503_every_time_is_unreachable_after_the_configured_attempts(httpserver:
     with pytest.raises(RegistryUnreachableError, match=r"HTTP 503 after 4 attempts"):
         _client().resolve_tag(f"127.0.0.1:{httpserver.port}/ml/train:v1")
     assert len(httpserver.log) == 4
+
+
+# -- pre-flight in a DAG run ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["connection", "credential helper"])
+def test_preflight_pins_a_private_image_and_the_password_is_in_no_record(
+    run_dag,  # type: ignore[no-untyped-def]
+    source: str,
+    auth_registry: LocalRegistry,
+    docker_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The login reaches the registry from either source; the password is in neither XCom, the
+    rendered fields nor what the task printed (dag.test() prints unmasked: TESTING-NOTES)."""
+    import pendulum
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.sdk import DAG
+    from airflow.utils.session import create_session
+
+    from airflow_training_guard.operators.preflight import PreflightOperator
+    from tests.helpers import xcom_value
+
+    conn_id = None
+    if source == "connection":
+        conn_id = "preflight_registry"
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_PREFLIGHT_REGISTRY",
+            json.dumps(
+                {"conn_type": "docker", "host": auth_registry.host, "login": USER, "password": PASSWORD}
+            ),
+        )
+    else:
+        _credential_helper(
+            tmp_path / "bin", "pf", {auth_registry.host: {"Username": USER, "Secret": PASSWORD}}, monkeypatch
+        )
+        _write_config(docker_home, {"credHelpers": {auth_registry.host: "pf"}})
+    dag_id = f"tg_preflight_private_{source.replace(' ', '_')}"
+    with DAG(dag_id=dag_id, schedule=None, start_date=pendulum.datetime(2026, 11, 1, tz="UTC")) as dag:
+        PreflightOperator(
+            task_id="preflight",
+            hub_conn_id=None,
+            image=f"{auth_registry.host}/ml/private:v1",
+            resolve_image_tag=True,
+            registry_conn_id=conn_id,
+        )
+    assert run_dag(dag) == {"preflight": "success"}
+    report = json.dumps(xcom_value(dag_id, "preflight"))
+    assert "sha256:" in report
+    with create_session() as session:
+        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id).all()
+        rendered = json.dumps([row.rendered_fields for row in rows])
+    assert "ml/private:v1" in rendered
+    printed = capfd.readouterr()
+    encoded = _auth(USER, PASSWORD)
+    for text in (report, rendered, printed.out + printed.err):
+        assert PASSWORD not in text and encoded not in text
