@@ -3,7 +3,7 @@
 Resolves a model or dataset at a branch, tag or commit to its commit SHA, checks named files exist
 there, reads the model's parameter count, and on a miss suggests the closest existing names
 (``dataset 'org/Datset' not found; did you mean 'org/dataset'?``). A Hub that times out or answers
-5xx/429 is retried with backoff and then reported as unreachable, never as "not found".
+5xx/429 is retried with exponential backoff (``tenacity``) and then reported as unreachable, never as "not found".
 
 The connection (type ``huggingface_hub``): ``host`` is the endpoint (default
 ``https://huggingface.co``), ``password`` the access token (masked before its first use; error
@@ -16,7 +16,6 @@ texts quoted from the Hub are redacted, see :mod:`airflow_training_guard.secrets
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,7 +46,10 @@ DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 1.0
 #: How many of the author's repositories are read to suggest a close name.
 SUGGESTION_SCAN_LIMIT = 500
-_RETRY_STATUS = {429, 500, 502, 503, 504}
+#: Statuses a repeated request may turn into an answer; anything else (401, 403, 404, ...) is final.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Longest wait between two attempts, seconds.
+MAX_WAIT = 60.0
 
 T = TypeVar("T")
 
@@ -105,7 +107,18 @@ class HubHook(BaseHook):
         extra: dict[str, Any] = {}
         host = password = None
         if self.hub_conn_id is not None:
-            conn = self.get_connection(self.hub_conn_id)
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
+            try:
+                conn = self.get_connection(self.hub_conn_id)
+            except AirflowNotFoundException:
+                raise GuardConfigError(
+                    f"the Hub connection {self.hub_conn_id!r} does not exist; create it with type "
+                    "huggingface_hub, the access token as password and the endpoint as host (empty for "
+                    f"huggingface.co), e.g. AIRFLOW_CONN_{self.hub_conn_id.upper()}="
+                    '\'{"conn_type": "huggingface_hub", "password": "hf_..."}\', or pass hub_conn_id=None '
+                    "for anonymous access"
+                ) from None
             host, password = conn.host, conn.password
             extra = conn.extra_dejson
         endpoint = (self._endpoint or host or DEFAULT_ENDPOINT).rstrip("/")
@@ -153,33 +166,40 @@ class HubHook(BaseHook):
         """Whether a token is configured."""
         return bool(self.settings["token"])
 
-    def _call(self, what: str, func: Callable[[], T]) -> T:
-        """Run ``func`` with retries on timeouts, connection errors, 429 and 5xx; other errors pass."""
-        import httpx2
-        from huggingface_hub.errors import HfHubHTTPError
+    def with_retries(self, what: str, func: Callable[[], T]) -> T:
+        """Run ``func`` (a read against :attr:`api`) with retries (tenacity) on timeouts, connection
+        errors, 429 and 5xx, as the connection's ``retries``/``backoff`` say; then
+        :class:`HubUnreachableError`. Other errors (401, 404, ...) pass through at once: retrying
+        cannot change the answer. Promotion's registry reads go through it too.
+        """
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
         retries, backoff = self.settings["retries"], self.settings["backoff"]
-        last = ""
-        for attempt in range(retries + 1):
-            try:
-                return func()
-            except HfHubHTTPError as err:
-                status = err.response.status_code if err.response is not None else None
-                if status not in _RETRY_STATUS:
-                    raise
-                last = f"HTTP {status}"
-            except (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError) as err:
-                last = f"{type(err).__name__}: {redact(str(err))}" if str(err) else type(err).__name__
-            if attempt < retries:
-                wait = backoff * 2**attempt
-                log.warning("Hub %s: %s; retry %d/%d in %.1fs", what, last, attempt + 1, retries, wait)
-                time.sleep(wait)
-        endpoint = self.settings["endpoint"]
-        raise HubUnreachableError(
-            f"the Hub at {endpoint} was unreachable while reading {what} ({last} after {retries + 1} attempts); "
-            "nothing is known about whether it exists",
-            "retry later, or check the Hub's status and the worker's network/proxy; this is not a naming problem",
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient_hub_error),
+            stop=stop_after_attempt(retries + 1),
+            wait=wait_exponential(multiplier=backoff, max=MAX_WAIT),
+            before_sleep=lambda state: log.warning(
+                "Hub %s: %s; retry %d/%d in %.1fs",
+                what,
+                _describe(state.outcome.exception() if state.outcome else None),
+                state.attempt_number,
+                retries,
+                state.upcoming_sleep,
+            ),
+            reraise=True,
         )
+        try:
+            return retrying(func)
+        except Exception as err:
+            if not is_transient_hub_error(err):
+                raise
+            endpoint = self.settings["endpoint"]
+            raise HubUnreachableError(
+                f"the Hub at {endpoint} was unreachable while reading {what} ({_describe(err)} after "
+                f"{retries + 1} attempts); nothing is known about whether it exists",
+                "retry later, or check the Hub's status and the worker's network/proxy; this is not a naming problem",
+            ) from redacted_error(err)
 
     def resolve(self, spec: RepoSpec) -> ResolvedRepo:
         """Resolve ``spec`` to its commit SHA, check its files, and read the parameter count (models).
@@ -198,7 +218,7 @@ class HubHook(BaseHook):
 
         what = spec.describe()
         try:
-            info = self._call(
+            info = self.with_retries(
                 what,
                 lambda: self.api.repo_info(
                     spec.repo_id,
@@ -258,7 +278,7 @@ class HubHook(BaseHook):
             return [item.id for item in islice(listing, SUGGESTION_SCAN_LIMIT)]
 
         try:
-            candidates = self._call(f"the {repo_type}s of {author or name!r}", scan)
+            candidates = self.with_retries(f"the {repo_type}s of {author or name!r}", scan)
         except Exception as err:  # a suggestion is a courtesy: never hide the real error behind it
             log.info("no suggestions for %s %r: %s", repo_type, repo_id, redact(str(err)))
             return []
@@ -266,7 +286,7 @@ class HubHook(BaseHook):
 
     def refs(self, repo_id: str, *, repo_type: str = "model") -> dict[str, str]:
         """Branches and tags of a repository: ``{name: commit sha}``."""
-        refs = self._call(
+        refs = self.with_retries(
             f"the refs of {repo_type} {repo_id!r}",
             lambda: self.api.list_repo_refs(repo_id, repo_type=repo_type),
         )
@@ -313,6 +333,31 @@ class HubHook(BaseHook):
         )
 
 
+def is_transient_hub_error(err: BaseException | None) -> bool:
+    """Whether a Hub call that raised ``err`` may succeed when repeated: a timeout, a dropped
+    connection, HTTP 429 or 5xx. Shared by pre-flight and promotion (``HubModelRegistry``)."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if isinstance(err, HfHubHTTPError):
+        return (err.response.status_code if err.response is not None else None) in RETRY_STATUSES
+    if isinstance(err, LocalEntryNotFoundError):
+        # hf_hub_download wraps a failed metadata request in this; its cause tells why.
+        return err.__cause__ is not err and is_transient_hub_error(err.__cause__)
+    return isinstance(err, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError))
+
+
+def _describe(err: BaseException | None) -> str:
+    """``HTTP 503`` or the (redacted) transport error, for retry logs and the final error."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if err is None:
+        return "no answer"
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        return f"HTTP {err.response.status_code}"
+    return f"{type(err).__name__}: {redact(str(err))}" if str(err) else type(err).__name__
+
+
 def difflib_close(name: str, candidates: Any) -> list[str]:
     """Close names for a revision (plain difflib on the whole name)."""
     import difflib
@@ -320,4 +365,4 @@ def difflib_close(name: str, candidates: Any) -> list[str]:
     return difflib.get_close_matches(name, list(candidates), n=2, cutoff=0.5)
 
 
-__all__ = ["DEFAULT_ENDPOINT", "HubHook"]
+__all__ = ["DEFAULT_ENDPOINT", "RETRY_STATUSES", "HubHook", "is_transient_hub_error"]

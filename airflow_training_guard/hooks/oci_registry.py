@@ -3,9 +3,10 @@
 ``HEAD /v2/<repository>/manifests/<digest or tag>`` with the Accept headers of OCI indexes and
 manifests and Docker v2 manifests and lists (a registry answers 404 for a manifest type the client
 did not accept). On ``401`` with ``WWW-Authenticate: Bearer realm=...,service=...,scope=...`` a token
-is fetched (anonymously, or with the connection's login and password) and the request retried, as
-the distribution token spec describes. ``404`` means the digest is not in the registry; ``429`` and
-``5xx`` are retried with backoff and then reported as unreachable or rate-limited.
+is fetched (anonymously, with a login and password, or by exchanging an identity token) and the
+request retried, as the distribution token spec describes. ``404`` means the digest is not in the registry; ``429`` and
+``5xx`` are retried with exponential backoff (``tenacity``) and then reported as unreachable or
+rate-limited.
 
 Credentials go only to the host they belong to (issue 14): the login and password are sent to the
 registry's own host, to a token service (``realm``) on that host, or to hosts the user lists in
@@ -15,8 +16,12 @@ elsewhere is asked for an anonymous token instead. A redirect to another host (a
 is followed without the ``Authorization`` header, as the Docker clients do; urllib's default
 redirect handler would copy it.
 
-Standard library only (``urllib``). :class:`OciRegistryClient` needs no Airflow;
-:class:`OciRegistryHook` reads credentials from an Airflow connection.
+The registry protocol is spoken with ``urllib`` on purpose: the credential routing above (per host,
+per redirect, per token realm) is the point of this module, and neither ``oras`` nor the Docker
+SDK (which talks to a Docker daemon) lets a caller decide it. Logins come from an Airflow
+``docker`` connection and from the Docker client's config and credential helpers, read by the
+Docker SDK's ``docker.auth`` (:mod:`~airflow_training_guard.hooks.registry_credentials`).
+:class:`OciRegistryHook` is the Airflow hook; :class:`OciRegistryClient` takes the logins directly.
 """
 
 from __future__ import annotations
@@ -25,17 +30,29 @@ import base64
 import json
 import logging
 import re
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
 
 from airflow_training_guard.exceptions import GuardConfigError, TrainingGuardError
+from airflow_training_guard.hooks.registry_credentials import (
+    ANONYMOUS,
+    DockerConfigError,
+    RegistryCredentials,
+    connection_host,
+    from_docker_config,
+    same_registry,
+)
 from airflow_training_guard.policies.images import ImageReference, parse_image_reference
 from airflow_training_guard.secrets import mask
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +64,10 @@ MANIFEST_MEDIA_TYPES = (
 )
 _LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+#: Longest wait between two attempts, seconds.
+MAX_WAIT = 60.0
+#: ``client_id`` sent with an identity-token (OAuth2 refresh token) exchange.
+OAUTH_CLIENT_ID = "airflow-training-guard"
 #: Token services known to belong to a registry on another host: credentials may go there.
 DEFAULT_CREDENTIAL_HOSTS: Mapping[str, tuple[str, ...]] = {"registry-1.docker.io": ("auth.docker.io",)}
 
@@ -108,6 +129,15 @@ class _CredentialRedirectHandler(urllib.request.HTTPRedirectHandler):
         return new
 
 
+class _Transient(Exception):
+    """One attempt failed in a way a later attempt may not: a timeout, a refused connection, 429, 5xx."""
+
+    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class RegistryError(TrainingGuardError):
     """A registry check failed. ``problem`` and ``fix`` feed the pre-flight report."""
 
@@ -149,6 +179,8 @@ class OciRegistryClient:
     :param credential_hosts: hosts (``host`` or ``host:port``) besides the registry's own that may
         receive the credentials: a token service or a mirror on another host. Redirects and token
         realms anywhere else get no credentials.
+    :param credentials: ``registry_host -> RegistryCredentials``, asked once per registry when no
+        ``username`` is given (the hook passes the connection's and the Docker config's logins).
     """
 
     def __init__(
@@ -161,6 +193,7 @@ class OciRegistryClient:
         retries: int = 3,
         backoff: float = 1.0,
         credential_hosts: Collection[str] = (),
+        credentials: Callable[[str], RegistryCredentials] | None = None,
     ) -> None:
         if scheme not in (None, "http", "https"):
             raise TrainingGuardError(f"scheme {scheme!r} must be 'http', 'https' or None")
@@ -178,6 +211,8 @@ class OciRegistryClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.credential_source = credentials
+        self._logins: dict[str, RegistryCredentials] = {}
         self._tokens: dict[tuple[str, str], str] = {}
 
     def _base(self, ref: ImageReference) -> str:
@@ -185,10 +220,23 @@ class OciRegistryClient:
         scheme = self.scheme or ("http" if _LOOPBACK.match(host) else "https")
         return f"{scheme}://{host}"
 
-    def _credentials(self) -> str | None:
-        if self.username is None:
+    def login(self, registry_host: str) -> RegistryCredentials:
+        """The credentials for ``registry_host``: ``username``/``password`` when given, else what the
+        ``credentials`` callable finds (asked once per registry), else anonymous."""
+        if self.username is not None:
+            return RegistryCredentials(username=self.username, password=self.password, source="arguments")
+        if self.credential_source is None:
+            return ANONYMOUS
+        if registry_host not in self._logins:
+            self._logins[registry_host] = self.credential_source(registry_host)
+        return self._logins[registry_host]
+
+    def _credentials(self, registry_host: str) -> str | None:
+        """``Basic <base64>`` for the registry's login; ``None`` when anonymous or a token login."""
+        login = self.login(registry_host)
+        if login.username is None:
             return None
-        raw = f"{self.username}:{self.password or ''}".encode()
+        raw = f"{login.username}:{login.password or ''}".encode()
         encoded = base64.b64encode(raw).decode()
         mask(encoded)
         return "Basic " + encoded
@@ -217,48 +265,67 @@ class OciRegistryClient:
             )
         query = {k: v for k, v in challenge.items() if k in ("service", "scope")}
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
-        headers = {}
-        credentials = self._credentials()
+        login = self.login(registry_host)
+        headers: dict[str, str] = {}
+        data: bytes | None = None
+        method = "GET"
+        credentials = self._credentials(registry_host)
         withheld = False
-        if credentials and self._may_receive_credentials(realm, registry_host):
+        may_receive = self._may_receive_credentials(realm, registry_host)
+        if login.identity_token and may_receive:
+            # An identity token is an OAuth2 refresh token (docker login to ACR, some ECR/GCR setups):
+            # exchanged by POST at the token service, as the distribution token spec describes.
+            method, url = "POST", realm
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            data = urllib.parse.urlencode(
+                {
+                    **query,
+                    "grant_type": "refresh_token",
+                    "client_id": OAUTH_CLIENT_ID,
+                    "refresh_token": login.identity_token,
+                }
+            ).encode()
+        elif credentials and may_receive:
             headers["Authorization"] = credentials
-        elif credentials:
+        elif not login.anonymous:
             # A registry (or whoever answers in its name) must not be able to send our password to a
             # host of its choosing: ask that token service anonymously instead.
             withheld = True
             log.warning(
                 "image %s: the registry's token service %s is not on the registry's host %s (or not https); "
-                "asking it for an anonymous token, without the registry connection's credentials",
+                "asking it for an anonymous token, without the credentials from %s",
                 image,
                 realm,
                 registry_host,
+                login.source,
             )
         status, _, body = self._send(
-            "GET", url, headers, what=f"a token for {image}", credential_host=registry_host
+            method, url, headers, what=f"a token for {image}", credential_host=registry_host, data=data
         )
         if status in (401, 403) and withheld:
             raise RegistryAuthError(
                 f"image {image}: the token service {realm} refused anonymous access (HTTP {status}); the "
-                f"registry connection's credentials were not sent to it because {_host_port(realm)[1]} is "
+                f"credentials from {login.source} were not sent to it because {_host_port(realm)[1]} is "
                 f"not the registry's host {registry_host}"
                 + ("" if realm.lower().startswith("https://") else " and the realm is not https"),
                 f"if {_host_port(realm)[1]} is the registry's own token service, add it to "
                 '"credential_hosts" in the registry connection\'s extra (https only)',
             )
-        if status in (401, 403):
+        if status in (401, 403) or (method == "POST" and status == 400):  # 400: invalid_grant
             raise RegistryAuthError(
                 f"image {image}: the token service {realm} refused "
-                + ("the connection's credentials" if credentials else "anonymous access")
+                + (f"the credentials from {login.source}" if not login.anonymous else "anonymous access")
                 + f" (HTTP {status})",
-                "set a login and password (or token) with pull access on the registry connection",
+                "set a login and password (or token) with pull access on the registry connection, or "
+                "'docker login' the worker's user to the registry",
             )
         if status != 200:
             raise RegistryUnreachableError(
                 f"image {image}: the token service {realm} answered HTTP {status}", "retry later"
             )
         try:
-            data = json.loads(body)
-            token = str(data.get("token") or data["access_token"])
+            answer = json.loads(body)
+            token = str(answer.get("token") or answer["access_token"])
         except (ValueError, KeyError, TypeError) as err:
             raise RegistryAuthError(
                 f"image {image}: the token service {realm} returned no token",
@@ -268,37 +335,66 @@ class OciRegistryClient:
         return token
 
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str], *, what: str, credential_host: str
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        what: str,
+        credential_host: str,
+        data: bytes | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send with retries; redirects keep ``Authorization`` only towards ``credential_host``'s
-        allowed hosts (see :meth:`_may_receive_credentials`)."""
+        """Send, retrying (tenacity) timeouts, connection errors, 429 and 5xx with exponential backoff
+        (``Retry-After`` wins when larger, up to 30 s); any other status is returned at once.
+        Redirects keep ``Authorization`` only towards ``credential_host``'s allowed hosts (see
+        :meth:`_may_receive_credentials`)."""
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
         opener = urllib.request.build_opener(
             _CredentialRedirectHandler(lambda target: self._may_receive_credentials(target, credential_host))
         )
-        last = ""
-        for attempt in range(self.retries + 1):
-            wait = self.backoff * 2**attempt
-            request = urllib.request.Request(url, method=method, headers=dict(headers))
+
+        def attempt() -> tuple[int, Mapping[str, str], bytes]:
+            request = urllib.request.Request(url, data=data, method=method, headers=dict(headers))
             try:
                 with opener.open(request, timeout=self.timeout) as response:
                     return response.status, dict(response.headers), response.read()
             except urllib.error.HTTPError as err:
-                status = err.code
                 err_headers = dict(err.headers or {})
                 body = err.read() if method != "HEAD" else b""
-                if status != 429 and status < 500:
-                    return status, err_headers, body
-                last = f"HTTP {status}"
+                if err.code != 429 and err.code < 500:
+                    return err.code, err_headers, body
                 retry_after = err_headers.get("Retry-After", "")
-                if retry_after.isdigit():
-                    wait = max(wait, min(float(retry_after), 30.0))
+                raise _Transient(
+                    f"HTTP {err.code}", min(float(retry_after), 30.0) if retry_after.isdigit() else 0.0
+                ) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-            if attempt < self.retries:
-                log.warning(
-                    "registry %s: %s; retry %d/%d in %.1fs", what, last, attempt + 1, self.retries, wait
-                )
-                time.sleep(wait)
+                raise _Transient(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from None
+
+        exponential = wait_exponential(multiplier=self.backoff, max=MAX_WAIT)
+
+        def wait(state: RetryCallState) -> float:
+            err = state.outcome.exception() if state.outcome else None
+            return max(exponential(state), err.retry_after if isinstance(err, _Transient) else 0.0)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait,
+            before_sleep=lambda state: log.warning(
+                "registry %s: %s; retry %d/%d in %.1fs",
+                what,
+                state.outcome.exception() if state.outcome else "no answer",
+                state.attempt_number,
+                self.retries,
+                state.upcoming_sleep,
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Transient as err:
+            last = err.reason
         rate_limited = last == "HTTP 429"
         raise RegistryUnreachableError(
             f"registry {'rate-limited' if rate_limited else 'unreachable'} while reading {what} "
@@ -329,12 +425,20 @@ class OciRegistryClient:
                 challenge.setdefault("scope", f"repository:{ref.api_repository}:pull")
                 self._tokens[key] = self._fetch_token(challenge, image, ref.registry_host)
                 headers["Authorization"] = f"Bearer {self._tokens[key]}"
-            elif self._credentials() is not None:
-                headers["Authorization"] = self._credentials() or ""
+            elif (basic := self._credentials(ref.registry_host)) is not None:
+                headers["Authorization"] = basic
             else:
+                login = self.login(ref.registry_host)
                 raise RegistryAuthError(
-                    f"image {image}: the registry requires authentication (HTTP 401)",
-                    "set a login and password with pull access on the registry connection",
+                    f"image {image}: the registry requires authentication (HTTP 401)"
+                    + (
+                        ""
+                        if login.anonymous
+                        else f"; the identity token from {login.source} needs a bearer "
+                        "token service, and this registry offers basic auth only"
+                    ),
+                    "set a login and password with pull access on the registry connection (type docker, "
+                    "host = the registry), or 'docker login' the worker's user to the registry",
                 )
             status, response_headers, _ = self._send(
                 "HEAD", url, headers, what=image, credential_host=ref.registry_host
@@ -399,33 +503,94 @@ class OciRegistryClient:
         return ImageReference(registry=ref.registry, repository=ref.repository, tag=tag).pinned(digest)
 
 
-class OciRegistryHook:
-    """An :class:`OciRegistryClient` configured from an Airflow connection (any type, e.g. ``docker``).
+class OciRegistryHook(BaseHook):
+    """:class:`OciRegistryClient` with credentials from an Airflow ``docker`` connection and the
+    Docker client's config (``~/.docker/config.json``, its credential helpers).
 
-    Reads ``login`` and ``password``, and extra ``{"scheme": "http", "timeout": 10, "retries": 3,
-    "backoff": 1.0, "credential_hosts": ["auth.example.com"]}``. ``None`` as the connection id means
-    anonymous access. The password is masked before it is first used.
+    For each registry an image is on, the first of these that has a login is used:
 
-    :param registry_conn_id: the connection id, or ``None``.
+    1. the connection (type ``docker``, as the docker provider defines it): ``login`` and
+       ``password``, for the registry in ``host`` (and ``port``); a connection without a host
+       applies to every registry. Extra: ``{"scheme": "http", "timeout": 10, "retries": 3,
+       "backoff": 1.0, "credential_hosts": ["auth.example.com"], "docker_config": true}``.
+    2. the Docker config (``docker_config``: ``true``/absent = ``$DOCKER_CONFIG/config.json`` or
+       ``~/.docker/config.json``; a path; ``false`` = never read it), see
+       :mod:`~airflow_training_guard.hooks.registry_credentials`.
+    3. anonymous.
+
+    Every secret is masked before it is first used.
+
+    :param registry_conn_id: the connection id; ``None``: no connection (Docker config, else anonymous).
+    :param docker_config: overrides the connection's ``docker_config``.
+    :param client_kwargs: override the connection's settings (``scheme``, ``timeout``, ``retries``,
+        ``backoff``, ``credential_hosts``, ``username``, ``password``).
     """
 
-    def __init__(self, registry_conn_id: str | None = None, **client_kwargs: Any) -> None:
+    conn_name_attr = "registry_conn_id"
+    default_conn_name = "docker_default"
+    conn_type = "docker"
+    hook_name = "OCI registry (Docker connection)"
+
+    def __init__(
+        self,
+        registry_conn_id: str | None = None,
+        *,
+        docker_config: str | bool | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        super().__init__()
         self.registry_conn_id = registry_conn_id
+        self.docker_config = docker_config
         self.client_kwargs = client_kwargs
 
     @cached_property
     def client(self) -> OciRegistryClient:
+        """The client, configured from the connection (read once, here)."""
         kwargs: dict[str, Any] = {}
+        conn_login: RegistryCredentials | None = None
+        conn_registry: str | None = None
+        docker_config: Any = None
         if self.registry_conn_id is not None:
-            from airflow.sdk import BaseHook
-
-            conn = BaseHook.get_connection(self.registry_conn_id)
+            conn = self.get_connection(self.registry_conn_id)
             mask(conn.password)
-            kwargs.update(username=conn.login or None, password=conn.password or None)
+            if conn.login:
+                conn_login = RegistryCredentials(
+                    username=conn.login,
+                    password=conn.password or None,
+                    source=f"the Airflow connection {self.registry_conn_id!r}",
+                )
+            conn_registry = connection_host(conn.host, conn.port)
             extra = conn.extra_dejson
             for name in ("scheme", "timeout", "retries", "backoff", "credential_hosts"):
                 if name in extra:
                     kwargs[name] = extra[name]
+            docker_config = extra.get("docker_config")
+        if self.docker_config is not None:
+            docker_config = self.docker_config
+        if docker_config is not None and not isinstance(docker_config, (bool, str)):
+            raise GuardConfigError(
+                f"docker_config {docker_config!r} of registry connection {self.registry_conn_id!r} must be "
+                "true (the Docker CLI's config.json), false (never read it) or the path of a config.json"
+            )
+        config_path = docker_config if isinstance(docker_config, str) else None
+        read_config = docker_config is not False
+
+        def credentials(registry_host: str) -> RegistryCredentials:
+            if conn_login is not None and (
+                conn_registry is None or same_registry(conn_registry, registry_host)
+            ):
+                return conn_login
+            if read_config:
+                try:
+                    found = from_docker_config(registry_host, config_path)
+                except DockerConfigError as err:
+                    raise RegistryAuthError(err.problem, err.fix) from None
+                if not found.anonymous:
+                    log.info("registry %s: using the login from the %s", registry_host, found.source)
+                return found
+            return ANONYMOUS
+
+        kwargs["credentials"] = credentials
         kwargs.update(self.client_kwargs)
         return OciRegistryClient(**kwargs)
 

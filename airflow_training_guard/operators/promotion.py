@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_training_guard import telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.promotion import (
+    DEFAULT_HUB_CONN_ID,
     Backoff,
     Candidate,
     ModelRegistry,
@@ -36,7 +37,7 @@ from airflow_training_guard.secrets import redact
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-__all__ = ["PromoteModelOperator", "RollbackModelOperator"]
+__all__ = ["PromoteModelOperator", "RollbackModelOperator", "check_hub_conn_id"]
 
 
 def _check_registry(registry: str | ModelRegistry) -> None:
@@ -54,19 +55,40 @@ def _promoted_by(context: Context, dag_id: str, task_id: str) -> str:
     return f"{dag_id}.{task_id}" + (f" ({run_id})" if run_id else "")
 
 
+def check_hub_conn_id(hub_conn_id: str | None) -> str | None:
+    """A connection id or ``None``; anything else is refused when the DAG is parsed."""
+    if hub_conn_id is not None and (not isinstance(hub_conn_id, str) or not hub_conn_id.strip()):
+        raise GuardConfigError(
+            f"hub_conn_id {hub_conn_id!r} must be the id of a huggingface_hub connection "
+            f"(default {DEFAULT_HUB_CONN_ID!r}) or None"
+        )
+    return hub_conn_id
+
+
 class _RegistryOperator(BaseOperator):
-    def __init__(self, *, model_name: str, registry: str | ModelRegistry, max_attempts: int, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        registry: str | ModelRegistry,
+        max_attempts: int,
+        hub_conn_id: str | None = DEFAULT_HUB_CONN_ID,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if not model_name or not isinstance(model_name, str):
             raise GuardConfigError(f"model_name {model_name!r} must be the registry key, e.g. 'ranker'")
         _check_registry(registry)
         self.model_name = model_name
         self.registry = registry
+        self.hub_conn_id = check_hub_conn_id(hub_conn_id)
         self.backoff = Backoff(max_attempts=max_attempts)
 
     @cached_property
     def model_registry(self) -> ModelRegistry:
-        return registry_from_url(self.registry) if isinstance(self.registry, str) else self.registry
+        if isinstance(self.registry, str):
+            return registry_from_url(self.registry, hub_conn_id=self.hub_conn_id)
+        return self.registry
 
     def _finish(self, result: PromotionResult, *, fail_on_reject: bool) -> dict[str, Any]:
         self.log.info(
@@ -95,6 +117,9 @@ class PromoteModelOperator(_RegistryOperator):
     :param model_name: registry key of the model (for the Hub: the model repo id).
     :param registry: registry URL (``sqlite:///…``, ``postgresql+psycopg://…``, ``hf://``,
         ``hf+https://<endpoint>``) or a ``ModelRegistry`` instance.
+    :param hub_conn_id: for ``hf://`` registries: the ``huggingface_hub`` connection whose password
+        is the write token and whose host is the endpoint (the same connection, and default, as
+        ``PreflightOperator``); ``None`` for anonymous access. Ignored by SQL registries.
     :param manifest_path: the run manifest file, or the directory holding ``run-manifest.json``.
         Templated.
     :param metric: metric compared with production's.
@@ -129,9 +154,16 @@ class PromoteModelOperator(_RegistryOperator):
         fail_on_reject: bool = False,
         max_attempts: int = 20,
         artifact_exists: Callable[[str], bool] | None = None,
+        hub_conn_id: str | None = DEFAULT_HUB_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model_name=model_name, registry=registry, max_attempts=max_attempts, **kwargs)
+        super().__init__(
+            model_name=model_name,
+            registry=registry,
+            max_attempts=max_attempts,
+            hub_conn_id=hub_conn_id,
+            **kwargs,
+        )
         self.policy = PromotionPolicy(
             metric=metric,
             direction=direction,
@@ -186,6 +218,8 @@ class PromoteModelOperator(_RegistryOperator):
                 artifact_exists=self.artifact_exists,
                 backoff=self.backoff,
             )
+        except GuardConfigError as err:  # a missing or malformed connection: a retry cannot help
+            raise AirflowFailException(redact(str(err))) from None
         except RegistryError as err:
             raise AirflowException(redact(str(err))) from err
         return self._finish(result, fail_on_reject=self.fail_on_reject)
@@ -199,6 +233,7 @@ class RollbackModelOperator(_RegistryOperator):
 
     :param model_name: registry key of the model.
     :param registry: registry URL or ``ModelRegistry`` (see :class:`PromoteModelOperator`).
+    :param hub_conn_id: the Hub connection for ``hf://`` registries (see :class:`PromoteModelOperator`).
     :param to_version: the version to restore. Templated (e.g. from a trigger form Param).
     :param reason: why, recorded in the log and the result.
     """
@@ -215,9 +250,16 @@ class RollbackModelOperator(_RegistryOperator):
         reason: str = "",
         max_attempts: int = 20,
         artifact_exists: Callable[[str], bool] | None = None,
+        hub_conn_id: str | None = DEFAULT_HUB_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model_name=model_name, registry=registry, max_attempts=max_attempts, **kwargs)
+        super().__init__(
+            model_name=model_name,
+            registry=registry,
+            max_attempts=max_attempts,
+            hub_conn_id=hub_conn_id,
+            **kwargs,
+        )
         self.to_version = to_version
         self.reason = reason
         self.artifact_exists = artifact_exists or default_artifact_exists
@@ -245,6 +287,8 @@ class RollbackModelOperator(_RegistryOperator):
             )
         except UnknownVersionError as err:
             raise AirflowFailException(redact(str(err))) from err
+        except GuardConfigError as err:
+            raise AirflowFailException(redact(str(err))) from None
         except RegistryError as err:
             raise AirflowException(redact(str(err))) from err
         return self._finish(result, fail_on_reject=True)

@@ -1,7 +1,8 @@
 """Model promotion: compare-and-swap on the production pointer, with history and rollback.
 
 See ``docs/model-promotion.md``. Backends: :class:`~.sql.SqlModelRegistry` (SQLite, PostgreSQL)
-and :class:`~.hub.HubModelRegistry` (Hugging Face Hub). No Airflow import in this package.
+and :class:`~.hub.HubModelRegistry` (Hugging Face Hub). No Airflow import when this package is
+imported; the Hub backend loads its hook (``hooks.hub.HubHook``) when it first talks to the Hub.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from airflow_training_guard.promotion.registry import (
 )
 
 __all__ = [
+    "DEFAULT_HUB_CONN_ID",
     "Backoff",
     "Candidate",
     "Decision",
@@ -51,21 +53,29 @@ def check_registry_url(url: str) -> None:
     ):
         raise GuardConfigError(
             f"registry {url!r} is not a registry URL; use 'sqlite:////abs/path/registry.db', "
-            "'postgresql+psycopg://user@host/db', 'hf://' (the Hub, token from HF_TOKEN) or "
-            "'hf+http://127.0.0.1:8080' (a Hub-compatible endpoint)"
+            "'postgresql+psycopg://user@host/db', 'hf://' (the Hub: endpoint and token from the "
+            "huggingface_hub connection) or 'hf+https://hub.example.com' (that endpoint, the token from "
+            "the connection)"
         )
 
 
-def registry_from_url(url: str) -> ModelRegistry:
-    """Open a registry: a SQLAlchemy URL, ``hf://`` (huggingface.co) or ``hf+https://<endpoint>``."""
-    import os
+#: The Hub connection promotion reads by default: the same as pre-flight's (``HubHook``).
+DEFAULT_HUB_CONN_ID = "huggingface_hub_default"
 
+
+def registry_from_url(url: str, *, hub_conn_id: str | None = DEFAULT_HUB_CONN_ID) -> ModelRegistry:
+    """Open a registry: a SQLAlchemy URL, ``hf://`` or ``hf+https://<endpoint>``.
+
+    For the Hub, ``hub_conn_id`` names the ``huggingface_hub`` Airflow connection that gives the
+    write token (password) and, for ``hf://``, the endpoint (host; default huggingface.co);
+    ``hf+https://<endpoint>`` overrides the endpoint. ``None``: no connection, anonymous.
+    """
     check_registry_url(url)
     if url.startswith(_HUB_SCHEMES):
         from airflow_training_guard.promotion.hub import HubModelRegistry
 
         endpoint = None if url.startswith("hf://") else url.removeprefix("hf+")
-        return HubModelRegistry(endpoint=endpoint or None, token=os.environ.get("HF_TOKEN"))
+        return HubModelRegistry(hub_conn_id=hub_conn_id, endpoint=endpoint or None)
     from airflow_training_guard.promotion.sql import SqlModelRegistry
 
     return SqlModelRegistry(url)

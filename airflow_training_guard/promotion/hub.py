@@ -7,17 +7,25 @@ committed to the branch since we read it, the Hub answers HTTP 412 and we report
 
 ``huggingface_hub`` is imported lazily: the SQL backend must not need it.
 
-The token (given, or the one ``huggingface_hub`` finds in ``HF_TOKEN`` or its token file) is
-registered with the secrets masker before the first request, and error texts quoted from the Hub
-are redacted (:mod:`airflow_training_guard.secrets`): a Hub that echoes the ``Authorization``
-header must not put the token into the task log or an exception (issue 14).
+Credentials come from the same Airflow connection pre-flight reads (issue 19): a
+:class:`~airflow_training_guard.hooks.hub.HubHook` on the ``huggingface_hub`` connection
+(``huggingface_hub_default`` unless told otherwise) gives the endpoint (its host) and the write
+token (its password). ``HF_TOKEN`` and the token file of ``hf auth login`` are never used: the
+hook has no such fallback, so a worker's personal token cannot promote by accident. Reads are
+retried by the hook (tenacity: timeouts, 429, 5xx); the compare-and-swap commit is never repeated
+blindly, a lost race is the caller's to handle.
+
+The token is registered with the secrets masker before the first request, and error texts quoted
+from the Hub are redacted (:mod:`airflow_training_guard.secrets`): a Hub that echoes the
+``Authorization`` header must not put the token into the task log or an exception (issue 14).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_training_guard.promotion.registry import (
     HistoryEntry,
@@ -30,7 +38,11 @@ from airflow_training_guard.secrets import mask, redact, redacted_error
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
+    from airflow_training_guard.hooks.hub import HubHook
+
 __all__ = ["HubModelRegistry"]
+
+T = TypeVar("T")
 
 #: HTTP statuses with which the Hub refuses a commit whose parent is no longer the branch head.
 CONFLICT_STATUSES = frozenset({409, 412})
@@ -41,8 +53,11 @@ class HubModelRegistry:
 
     The ``model_name`` passed to :meth:`read` and friends is the repo id (``org/ranker``).
 
-    :param endpoint: Hub URL; None means ``huggingface_hub``'s default (``HF_ENDPOINT``).
-    :param token: a write token for the model repos; None uses the locally saved token.
+    :param hub_conn_id: the ``huggingface_hub`` connection with the endpoint (host) and a write
+        token (password); ``None``: no connection, only ``endpoint`` and ``token``.
+    :param endpoint: Hub URL; overrides the connection's host (default ``https://huggingface.co``).
+    :param token: a write token for the model repos; overrides the connection's password. Without
+        either, requests are anonymous (reads of public repos work, commits are refused).
     :param revision: the branch that holds the pointer.
     :param pointer_path: path of the pointer file in the repo.
     :param history_path: path of the history file in the repo.
@@ -52,6 +67,7 @@ class HubModelRegistry:
     def __init__(
         self,
         *,
+        hub_conn_id: str | None = None,
         endpoint: str | None = None,
         token: str | None = None,
         revision: str = "main",
@@ -60,26 +76,45 @@ class HubModelRegistry:
         cache_dir: str | Path | None = None,
     ) -> None:
         mask(token)
+        self.hub_conn_id = hub_conn_id
         self.endpoint = endpoint
         self.token = token
         self.revision = revision
         self.pointer_path = pointer_path
         self.history_path = history_path
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
-        self._api: HfApi | None = None
+        self._hook: HubHook | None = None
 
     def __repr__(self) -> str:
-        return f"HubModelRegistry(endpoint={self.endpoint!r}, revision={self.revision!r})"
+        where = f"hub_conn_id={self.hub_conn_id!r}" if self.hub_conn_id else f"endpoint={self.endpoint!r}"
+        return f"HubModelRegistry({where}, revision={self.revision!r})"
+
+    @property
+    def hook(self) -> HubHook:
+        """The :class:`HubHook` this registry talks through (built on first use: reading the
+        connection at DAG parse time would hit the metadata database for every parse)."""
+        if self._hook is None:
+            from airflow_training_guard.hooks.hub import HubHook
+
+            self._hook = HubHook(self.hub_conn_id, endpoint=self.endpoint, token=self.token)
+        return self._hook
 
     @property
     def api(self) -> HfApi:
-        if self._api is None:
-            from huggingface_hub import HfApi, get_token
+        """The hook's client: the connection's endpoint and token (masked before first use)."""
+        return self.hook.api
 
-            if self.token is None:
-                mask(get_token())  # the token huggingface_hub will send: HF_TOKEN or its token file
-            self._api = HfApi(endpoint=self.endpoint, token=self.token)
-        return self._api
+    def _read_call(self, what: str, func: Callable[[], T]) -> T:
+        """A read, retried by the hook on timeouts, 429 and 5xx. Other errors pass through as the
+        Hub raised them (so callers keep telling "missing" from "failing"); after the last attempt
+        a :class:`RegistryError` says the Hub was unreachable."""
+        from airflow_training_guard.policies.hub_repos import HubUnreachableError
+
+        try:
+            return self.hook.with_retries(what, func)
+        except HubUnreachableError as err:
+            cause = err.__cause__
+            raise RegistryError(f"{err.problem}; {err.fix}") from cause
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -87,7 +122,9 @@ class HubModelRegistry:
         from huggingface_hub.errors import HfHubHTTPError
 
         try:
-            info = self.api.model_info(repo_id, revision=self.revision)
+            info = self._read_call(
+                f"model repo {repo_id!r}", lambda: self.api.model_info(repo_id, revision=self.revision)
+            )
         except HfHubHTTPError as err:
             raise RegistryError(
                 f"cannot read model repo {repo_id!r} at {self.revision!r} on {self.api.endpoint}: {redact(str(err))}"
@@ -107,7 +144,10 @@ class HubModelRegistry:
         from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RemoteEntryNotFoundError
 
         try:
-            local = self.api.hf_hub_download(repo_id, path, revision=sha, cache_dir=self.cache_dir)
+            local = self._read_call(
+                f"{path!r} of {repo_id!r}",
+                lambda: self.api.hf_hub_download(repo_id, path, revision=sha, cache_dir=self.cache_dir),
+            )
         except RemoteEntryNotFoundError:
             return None
         except (EntryNotFoundError, HfHubHTTPError) as err:

@@ -1,13 +1,15 @@
 """No secret in anything a run writes, on a real Airflow deployment (issue 14).
 
 A private stack (``tests/e2e/airflow_stack.py``) whose only DAG uses one recognisable Hub token,
-kept in an Airflow connection (``AIRFLOW_CONN_HUB_SECRETS``) and in ``HF_TOKEN``, three ways:
+kept in an Airflow connection (``AIRFLOW_CONN_HUB_SECRETS``; also in ``HF_TOKEN``, which nothing
+should read), three ways:
 
 - ``train``: ``LocalTrainingOperator`` with ``--hub-token {{ conn.hub_secrets.password }}`` on the
   command line; the program prints its arguments (so the token reaches the task log as output);
   ``train_fails`` does the same and exits 3, so its last output lines go into the exception text;
 - ``preflight``: ``PreflightOperator`` reads the connection and asks a loopback Hub for a dataset;
-- ``promote``: ``PromoteModelOperator`` on ``hf+http://<loopback Hub>`` with the token from ``HF_TOKEN``.
+- ``promote``: ``PromoteModelOperator`` on ``hf://`` with the endpoint and token of the same
+  connection (``hub_conn_id``, issue 19).
 
 The loopback Hub answers every API request with HTTP 400 and an error text that quotes the request's
 ``Authorization`` header (``Bearer hf_...``), so pre-flight and promotion fail with the server's
@@ -102,7 +104,8 @@ PROBE_DAG = textwrap.dedent(
         promote = PromoteModelOperator(
             task_id="promote",
             model_name="org/ranker",
-            registry="hf+" + os.environ["SECRETS_PROBE_HUB_URL"],
+            registry="hf://",
+            hub_conn_id="hub_secrets",
             manifest_path="{{ ti.xcom_pull(task_ids='train')['output_dir'] }}",
             metric="accuracy",
             max_attempts=1,

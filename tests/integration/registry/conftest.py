@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ def _free_port() -> int:
 @dataclass
 class LocalRegistry:
     host: str
+    #: ``Authorization`` header value the fixture pushes with (registries started with htpasswd auth).
+    authorization: str | None = None
 
     @property
     def url(self) -> str:
@@ -56,7 +59,10 @@ class LocalRegistry:
     def _request(
         self, method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None
     ):
-        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        headers = dict(headers or {})
+        if self.authorization:
+            headers["Authorization"] = self.authorization
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         return urllib.request.urlopen(request, timeout=10)
 
     def push_blob(self, repository: str, data: bytes) -> str:
@@ -102,39 +108,55 @@ class LocalRegistry:
         return digest
 
 
-@pytest.fixture(scope="session")
-def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+def start_registry(root: Path, *, htpasswd: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``docker-registry serve`` on a free loopback port with storage under ``root``; return
+    the process and its ``host:port``. ``htpasswd``: require basic auth with that (bcrypt) file."""
     binary = _ensure_binary()
-    root: Path = tmp_path_factory.mktemp("registry")
     port = _free_port()
     config = root / "config.yml"
+    auth = f"auth:\n  htpasswd:\n    realm: test-registry\n    path: {htpasswd}\n" if htpasswd else ""
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'storage'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
     )
     log_file = (root / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log_file, stderr=subprocess.STDOUT)
-    registry = LocalRegistry(host=f"127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{registry.url}/v2/", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield registry
-    finally:
-        process.terminate()
+    log_file.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            with urllib.request.urlopen(f"{url}/v2/", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except urllib.error.HTTPError as err:
+            if err.code == 401 and htpasswd:  # up, and asking for the login
+                break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-        log_file.close()
-        shutil.rmtree(root / "storage", ignore_errors=True)
+            pytest.fail(f"docker-registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+    return process, f"127.0.0.1:{port}"
+
+
+def stop_registry(process: subprocess.Popen[bytes], root: Path) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    shutil.rmtree(root / "storage", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    root: Path = tmp_path_factory.mktemp("registry")
+    process, host = start_registry(root)
+    try:
+        yield LocalRegistry(host=host)
+    finally:
+        stop_registry(process, root)

@@ -225,8 +225,8 @@ def test_hook_masks_the_password_before_first_use(monkeypatch: pytest.MonkeyPatc
         json.dumps({"conn_type": "docker", "login": "robot", "password": password}),
     )
     hook_client = OciRegistryHook("registry_mask_test").client
-    assert hook_client.password == password
     assert redact(f"echo {password}") == "echo ***"
+    assert hook_client.login("registry.example").password == password
     encoded = base64.b64encode(f"robot:{password}".encode()).decode()
-    assert hook_client._credentials() == f"Basic {encoded}"
+    assert hook_client._credentials("registry.example") == f"Basic {encoded}"
     assert redact(f"x {encoded} y") == "x *** y"
