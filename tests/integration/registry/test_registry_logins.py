@@ -12,11 +12,11 @@ import json
 import logging
 import os
 import stat
-import subprocess
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -40,10 +40,8 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalReg
     """docker-registry requiring ``robot``/``PASSWORD`` (bcrypt htpasswd, as the registry wants)."""
     root = tmp_path_factory.mktemp("auth-registry")
     htpasswd = root / "htpasswd"
-    line = subprocess.run(
-        ["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    htpasswd.write_text(line + "\n")
+    # What ``htpasswd -Bbn`` writes, without needing apache2-utils on the machine.
+    htpasswd.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt()).decode()}\n")
     process, host = start_registry(root, htpasswd=htpasswd)
     basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     registry = LocalRegistry(host=host, authorization=basic)
