@@ -198,18 +198,24 @@ def deadline_killed(task: TaskLike) -> None:
     _emit("counter", "deadline.killed", 1, _task_tags(task))
 
 
-#: The ending names both launchers use (``launchers.process.Ending`` and
-#: ``policies.diagnostics.FailureKind`` agree on these values) and the metric each one counts.
+#: The failure kinds (``policies.diagnostics.FailureKind`` values, one vocabulary for every
+#: launcher) that are a guard's kill or a preemption, and the metric each one counts.
 _STOPPED = {"stalled": stall_killed, "preempted": preempted, "deadline_exceeded": deadline_killed}
+#: Exit 75: preempted by contract (``runtime.contract``); the diagnosis calls it ``nonzero_exit``.
+_EXIT_PREEMPTED = 75
 
 
-def attempt_ended(task: TaskLike, kind: str) -> None:
+def attempt_ended(task: TaskLike, kind: str | None, *, exit_code: int | None = None) -> None:
     """Count an attempt's ending when it is a guard's kill or a preemption; other endings emit nothing.
 
-    :param kind: the ending's value: ``"stalled"``, ``"preempted"``, ``"deadline_exceeded"``, or any
-        other (``"succeeded"``, ``"oom_killed"`` ...), which is not counted here.
+    :param kind: the diagnosis kind's value: ``"stalled"``, ``"preempted"``, ``"deadline_exceeded"``,
+        or any other (``"oom_killed"`` ...), or None for a success; only those three are counted.
+    :param exit_code: the program's exit code; 75 (the program saved a checkpoint after SIGTERM and
+        stopped on purpose) counts as a preemption whatever the kind.
     """
-    emit = _STOPPED.get(str(kind))
+    emit = _STOPPED.get(str(kind)) if kind is not None else None
+    if emit is None and exit_code == _EXIT_PREEMPTED:
+        emit = preempted
     if emit is not None:
         emit(task)
 

@@ -207,7 +207,8 @@ def reproduce(
     report.duration_seconds = round(outcome.duration, 3)
     if not outcome.succeeded:
         report.verdict = "failed"
-        report.detail = f"the re-run ended {outcome.ending.value}: {outcome.detail}"
+        ended = outcome.kind.value if outcome.kind is not None else "cancelled"
+        report.detail = f"the re-run failed ({ended}): {outcome.detail}"
         return report
     reproduced = model_artifact_digests(output_dir)
     for name, recorded in sorted(manifest.artifacts.items()):

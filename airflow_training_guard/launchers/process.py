@@ -13,11 +13,15 @@ heartbeat file (``heartbeat.rank-00001.json``); the job's progress is its slowes
 straggler rule (:mod:`airflow_training_guard.policies.stragglers`) compares the ranks. torchrun
 exits 1 whenever a rank fails, so the ranks' own exit codes (75 preempted, 78 bad configuration)
 are read from the failure summary torchrun prints.
+
+How a run failed is said in the package's one failure vocabulary,
+:class:`~airflow_training_guard.policies.diagnostics.Diagnosis`: an exit code is classified by the
+same rule as a pod container's, a stall by the same :class:`~airflow_training_guard.policies.stall.StallWatch`
+rule as the pod watchdog's, so a local run and a pod run agree on what is retried.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import re
@@ -26,12 +30,24 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from airflow_training_guard.policies.diagnostics import (
+    DEFAULT_NON_RETRYABLE_EXIT_CODES,
+    Diagnosis,
+    FailureKind,
+    deadline_exceeded,
+    diagnose_exit,
+    stalled,
+    straggler,
+)
+from airflow_training_guard.policies.durations import format_duration
+from airflow_training_guard.policies.stall import StallWatch
 from airflow_training_guard.policies.stragglers import StragglerPolicy, StragglerReport, StragglerWatch
-from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, EXIT_OK, EXIT_PREEMPTED
+from airflow_training_guard.runtime.contract import EXIT_OK, EXIT_PREEMPTED
 from airflow_training_guard.runtime.heartbeat import (
     COMPUTE_SECONDS_METRIC,
     HeartbeatRecord,
@@ -43,33 +59,7 @@ from airflow_training_guard.runtime.heartbeat import (
 log = logging.getLogger(__name__)
 
 
-class Ending(enum.Enum):
-    """How a supervised run ended."""
-
-    SUCCEEDED = "succeeded"
-    PREEMPTED = "preempted"  # the program saved a checkpoint and exited with EXIT_PREEMPTED
-    CONFIG_ERROR = "config_error"  # the program said its configuration/input is bad
-    FAILED = "failed"  # any other non-zero exit
-    KILLED_BY_SIGNAL = "killed_by_signal"  # killed from outside (OOM killer, kill -9, node loss)
-    DEADLINE_EXCEEDED = "deadline_exceeded"  # the supervisor killed it at the hard deadline
-    STALLED = "stalled"  # no heartbeat progress for stall_after
-    NO_STARTUP = "no_startup"  # no first heartbeat within startup_timeout
-    CANCELLED = "cancelled"  # terminate() was called (Airflow's on_kill)
-    STRAGGLER = "straggler"  # a rank stayed far slower than its peers (straggler policy 'restart')
-
-
-#: Endings a retry can fix: it resumes from the newest valid checkpoint.
-RETRYABLE = frozenset(
-    {
-        Ending.PREEMPTED,
-        Ending.FAILED,
-        Ending.KILLED_BY_SIGNAL,
-        Ending.DEADLINE_EXCEEDED,
-        Ending.STALLED,
-        Ending.NO_STARTUP,
-        Ending.STRAGGLER,
-    }
-)
+_STOPPED = "the launcher stopped its process group"
 
 #: torchrun's failure summary: one ``exitcode : 75 (pid: 123)`` line per failed rank.
 _TORCHRUN_EXITCODE_RE = re.compile(r"^\s*exitcode\s*:\s*(-?[0-9]+)\s*\(pid:")
@@ -101,8 +91,11 @@ class SupervisionLimits:
     """Time limits the supervisor enforces; all in seconds.
 
     :param deadline: hard deadline from start; the group is killed when it passes.
-    :param startup_timeout: time allowed until the first heartbeat (when heartbeats are watched).
-    :param stall_after: no heartbeat progress for this long means the program hangs; None disables.
+    :param startup_timeout: extra time before the first heartbeat (``StallWatch``'s
+        ``startup_grace``, as the pod watchdog's): a program that never beats is stopped after
+        ``startup_timeout + stall_after``.
+    :param stall_after: no heartbeat progress for this long means the program hangs; None disables
+        stall detection, and with it the startup check (as for pods).
     :param poll_interval: how often the supervisor checks the process and the heartbeat.
     :param termination_grace: time between SIGTERM and SIGKILL when the supervisor stops the group.
     :param watch_heartbeat: False for programs that do not write heartbeats (no stall detection).
@@ -118,26 +111,47 @@ class SupervisionLimits:
     straggler: StragglerPolicy | None = None
 
 
+#: Why a run stopped when the task itself was killed (Airflow's ``on_kill``); not a failure kind.
+CANCELLED_DETAIL = "the task was killed; the process group was terminated"
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one supervised run."""
+    """What happened to one supervised run.
 
-    ending: Ending
+    :param diagnosis: why it failed, in the package's failure vocabulary; None when it succeeded
+        or was cancelled.
+    :param cancelled: the task was killed (``terminate()``): neither a success nor a failure of the
+        program.
+    """
+
     returncode: int | None
     duration: float
     last_lines: tuple[str, ...]
     last_heartbeat: HeartbeatRecord | None
-    detail: str = ""
+    diagnosis: Diagnosis | None = None
+    cancelled: bool = False
     stragglers: tuple[StragglerReport, ...] = ()
     rank_exit_codes: Mapping[int, int] = field(default_factory=dict)
 
     @property
+    def kind(self) -> FailureKind | None:
+        return self.diagnosis.kind if self.diagnosis is not None else None
+
+    @property
     def retryable(self) -> bool:
-        return self.ending in RETRYABLE
+        return self.diagnosis is not None and self.diagnosis.retryable
 
     @property
     def succeeded(self) -> bool:
-        return self.ending is Ending.SUCCEEDED
+        return self.diagnosis is None and not self.cancelled
+
+    @property
+    def detail(self) -> str:
+        """One line on how it ended: the diagnosis's reason, or why it was cancelled."""
+        if self.diagnosis is not None:
+            return self.diagnosis.reason
+        return CANCELLED_DETAIL if self.cancelled else ""
 
 
 def describe_returncode(returncode: int) -> str:
@@ -164,6 +178,8 @@ class ProcessSupervisor:
     :param on_line: called with every output line (stdout and stderr merged), e.g. a task logger.
     :param tail_lines: how many last output lines to keep for failure messages.
     :param multi_rank: the command is ``torchrun``: read per-rank heartbeats and rank exit codes.
+    :param non_retryable_exit_codes: exit codes a retry cannot fix (default 78 and 2); exit 75 is
+        always retryable (:func:`~airflow_training_guard.policies.diagnostics.diagnose_exit`).
     """
 
     command: Sequence[str]
@@ -174,6 +190,7 @@ class ProcessSupervisor:
     on_line: Callable[[str], None] = log.info
     tail_lines: int = 40
     multi_rank: bool = False
+    non_retryable_exit_codes: Collection[int] = DEFAULT_NON_RETRYABLE_EXIT_CODES
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -186,7 +203,7 @@ class ProcessSupervisor:
         started = time.monotonic()
         with self._lock:
             if self._cancelled.is_set():
-                return Outcome(Ending.CANCELLED, None, 0.0, (), None, "cancelled before start")
+                return Outcome(None, 0.0, (), None, cancelled=True)
             self._proc = subprocess.Popen(
                 list(self.command),
                 env=dict(self.env),
@@ -200,7 +217,7 @@ class ProcessSupervisor:
         reader = threading.Thread(target=self._pump, args=(proc, tail), daemon=True)
         reader.start()
         try:
-            ending, detail, heartbeat = self._watch(proc, started)
+            stopped, heartbeat = self._watch(proc, started)
         finally:
             # Whatever happened (including an exception in this thread), the group goes away
             # and the child is reaped: no orphans, no zombies.
@@ -210,23 +227,28 @@ class ProcessSupervisor:
             self._kill_group_leftovers(proc)
             reader.join(timeout=10)
         returncode = proc.returncode
-        if ending is None and self._cancelled.is_set():
-            # terminate() killed the group and the loop saw the exit before the flag.
-            ending, detail = Ending.CANCELLED, "the task was killed; the process group was terminated"
-        if ending is None:
-            ending, detail = self._classify(returncode)
-            if self.multi_rank and returncode != EXIT_OK and self._rank_exit_codes:
-                ending, detail = self._classify_ranks(dict(self._rank_exit_codes))
+        # terminate() may kill the group before the loop sees the flag: the flag decides.
+        cancelled = stopped is None and self._cancelled.is_set()
+        diagnosis = stopped
+        if diagnosis is None and not cancelled and returncode != EXIT_OK:
+            if self.multi_rank:
+                diagnosis = self._diagnose_ranks(dict(self._rank_exit_codes))
+            if diagnosis is None:
+                diagnosis = diagnose_exit(
+                    returncode,
+                    subject=f"process {proc.pid}",
+                    non_retryable_exit_codes=self.non_retryable_exit_codes,
+                )
         if self.heartbeat_file is not None:
             # The last poll can be up to poll_interval old: the file has the final word.
             heartbeat = self._read_progress() or heartbeat
         return Outcome(
-            ending=ending,
             returncode=returncode,
             duration=time.monotonic() - started,
             last_lines=tuple(tail),
             last_heartbeat=heartbeat,
-            detail=detail,
+            diagnosis=diagnosis,
+            cancelled=cancelled,
             stragglers=tuple(self._stragglers),
             rank_exit_codes=dict(self._rank_exit_codes),
         )
@@ -246,63 +268,50 @@ class ProcessSupervisor:
 
     def _watch(
         self, proc: subprocess.Popen[bytes], started: float
-    ) -> tuple[Ending | None, str, HeartbeatRecord | None]:
+    ) -> tuple[Diagnosis | None, HeartbeatRecord | None]:
+        """Poll until the program exits (None) or the launcher stops it (why, as a Diagnosis)."""
         limits = self.limits
         watch = limits.watch_heartbeat and self.heartbeat_file is not None
-        last_step: int | None = None
-        last_progress = started
+        subject = f"process {proc.pid}"
         heartbeat: HeartbeatRecord | None = None
         # Short sleeps keep the reaction to an exit fast even with a long poll interval.
         tick = min(limits.poll_interval, 0.2)
         next_poll = started
         stragglers = StragglerWatch(limits.straggler, started) if watch and limits.straggler else None
+        # The pod watchdog's rule, with the same meaning of startup_timeout (its startup_grace).
+        stall = (
+            StallWatch(stall_after=limits.stall_after, startup_grace=limits.startup_timeout, started=started)
+            if watch and limits.stall_after is not None
+            else None
+        )
         while True:
             if proc.poll() is not None:
-                return None, "", heartbeat
+                return None, heartbeat
             now = time.monotonic()
             if self._cancelled.is_set():
                 self._stop_group(proc)
-                return Ending.CANCELLED, "the task was killed; the process group was terminated", heartbeat
+                return None, heartbeat
             if now - started >= limits.deadline:
                 self._stop_group(proc)
-                return (
-                    Ending.DEADLINE_EXCEEDED,
-                    f"still running at the hard deadline ({limits.deadline:.0f}s)",
-                    heartbeat,
-                )
+                window = format_duration(timedelta(seconds=limits.deadline))
+                detail = f"still running at the hard deadline ({window}); {_STOPPED}"
+                return deadline_exceeded(detail, subject=subject), heartbeat
             if watch and now >= next_poll:
                 next_poll = now + limits.poll_interval
-                assert self.heartbeat_file is not None
                 record = self._read_progress()
                 if stragglers is not None:
                     reason = self._check_stragglers(stragglers, now)
                     if reason is not None:
                         self._stop_group(proc)
-                        return Ending.STRAGGLER, reason, record or heartbeat
+                        return straggler(reason, subject=subject), record or heartbeat
                 if record is not None:
                     heartbeat = record
-                    if record.step != last_step:
-                        last_step = record.step
-                        last_progress = now
-                if last_step is None and now - started >= limits.startup_timeout:
+                found = stall.observe(record.step if record else None, now) if stall else None
+                if found is not None:
+                    assert stall is not None
                     self._stop_group(proc)
-                    return (
-                        Ending.NO_STARTUP,
-                        f"no heartbeat within the startup timeout ({limits.startup_timeout:.0f}s)",
-                        heartbeat,
-                    )
-                if (
-                    last_step is not None
-                    and limits.stall_after is not None
-                    and now - last_progress >= limits.stall_after
-                ):
-                    self._stop_group(proc)
-                    return (
-                        Ending.STALLED,
-                        f"no progress for {now - last_progress:.0f}s (stall_after "
-                        f"{limits.stall_after:.0f}s); last step {last_step}",
-                        heartbeat,
-                    )
+                    seen = stall.last_step is not None
+                    return stalled(f"{found}; {_STOPPED}", subject=subject, heartbeat_seen=seen), heartbeat
             time.sleep(tick)
 
     def _read_progress(self) -> HeartbeatRecord | None:
@@ -339,32 +348,31 @@ class ProcessSupervisor:
             )
         return None
 
-    @staticmethod
-    def _classify_ranks(codes: dict[int, int]) -> tuple[Ending, str]:
-        """torchrun exits 1 for any failed rank; the ranks' own codes say what happened."""
+    def _diagnose_ranks(self, codes: dict[int, int]) -> Diagnosis | None:
+        """torchrun exits 1 for any failed rank; the rank whose code says most is classified.
+
+        A rank's non-retryable code (78: bad configuration) wins, then a preemption of every rank
+        (all 75), then a rank killed by a signal, then the first failed rank.
+        """
         described = ", ".join(
             f"rank {rank}: {describe_returncode(code)}" for rank, code in sorted(codes.items())
         )
-        values = set(codes.values())
-        if EXIT_CONFIG_ERROR in values:
-            return Ending.CONFIG_ERROR, f"a rank reported a configuration or input error ({described})"
-        if values == {EXIT_PREEMPTED}:
-            return Ending.PREEMPTED, f"the ranks saved a checkpoint and exited as preempted ({described})"
-        if any(code < 0 for code in values):
-            return Ending.KILLED_BY_SIGNAL, f"a rank was killed ({described})"
-        return Ending.FAILED, f"ranks failed ({described})"
-
-    @staticmethod
-    def _classify(returncode: int) -> tuple[Ending, str]:
-        if returncode == EXIT_OK:
-            return Ending.SUCCEEDED, ""
-        if returncode == EXIT_PREEMPTED:
-            return Ending.PREEMPTED, "the program saved a checkpoint and exited as preempted"
-        if returncode == EXIT_CONFIG_ERROR:
-            return Ending.CONFIG_ERROR, "the program reported a configuration or input error"
-        if returncode < 0:
-            return Ending.KILLED_BY_SIGNAL, describe_returncode(returncode)
-        return Ending.FAILED, describe_returncode(returncode)
+        failed = sorted((rank, code) for rank, code in codes.items() if code != EXIT_OK)
+        if not failed:  # torchrun failed without a rank failing (rendezvous): its own exit says more
+            return None
+        chosen = (
+            next(((r, c) for r, c in failed if c in self.non_retryable_exit_codes), None)
+            or (failed[0] if all(c == EXIT_PREEMPTED for _, c in failed) else None)
+            or next(((r, c) for r, c in failed if c < 0), None)
+            or next(((r, c) for r, c in failed if c != EXIT_PREEMPTED), failed[0])
+        )
+        rank, code = chosen
+        return diagnose_exit(
+            code,
+            subject=f"rank {rank}",
+            message=f"torchrun reported {described}",
+            non_retryable_exit_codes=self.non_retryable_exit_codes,
+        )
 
     def _pump(self, proc: subprocess.Popen[bytes], tail: deque[str]) -> None:
         assert proc.stdout is not None

@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_training_guard import __version__, telemetry
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.launchers.process import (
-    Ending,
+    CANCELLED_DETAIL,
     Outcome,
     ProcessSupervisor,
     SupervisionLimits,
@@ -49,33 +49,22 @@ from airflow_training_guard.operators.common import (
     timeout_policy_for,
     verify_content_pins,
 )
-from airflow_training_guard.policies.checkpoints import CheckpointPolicy, path_segment
+from airflow_training_guard.policies.checkpoints import CheckpointPolicy
+from airflow_training_guard.policies.diagnostics import DEFAULT_NON_RETRYABLE_EXIT_CODES, failure_message
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
+from airflow_training_guard.policies.paths import path_segment
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
 from airflow_training_guard.policies.stragglers import StragglerPolicy, coerce_straggler_policy
 from airflow_training_guard.runtime.checkpoint import Checkpointer
-from airflow_training_guard.runtime.contract import EXIT_CONFIG_ERROR, TrainingEnvironment
+from airflow_training_guard.runtime.contract import TrainingEnvironment
 from airflow_training_guard.secrets import redact
+from airflow_training_guard.settings import ENV_CHECKPOINT_ROOT, ENV_OUTPUT_ROOT, default_root, is_templated
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Where checkpoints and models go when the DAG does not say: environment first, then AIRFLOW_HOME.
-CHECKPOINT_ROOT_ENV = "TRAINING_GUARD_CHECKPOINT_ROOT"
-OUTPUT_ROOT_ENV = "TRAINING_GUARD_OUTPUT_ROOT"
+# Stands in for the root at parse time; the worker's environment decides the real one in execute().
 _PLACEHOLDER_ROOT = "/checkpoint-root"
-
-
-def _default_root(env_name: str, leaf: str) -> str:
-    configured = os.environ.get(env_name)
-    if configured:
-        return configured
-    airflow_home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
-    return str(Path(airflow_home) / "training-guard" / leaf)
-
-
-def _is_templated(value: str) -> bool:
-    return "{{" in value or "{%" in value
 
 
 class LocalTrainingOperator(BaseOperator):
@@ -156,7 +145,7 @@ class LocalTrainingOperator(BaseOperator):
         output_dir: str | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        non_retryable_exit_codes: Collection[int] = (EXIT_CONFIG_ERROR, 2),
+        non_retryable_exit_codes: Collection[int] = DEFAULT_NON_RETRYABLE_EXIT_CODES,
         pins: Mapping[str, Any] | str | None = None,
         nproc_per_node: int = 1,
         straggler_policy: StragglerPolicy | Mapping[str, Any] | None = None,
@@ -174,11 +163,9 @@ class LocalTrainingOperator(BaseOperator):
                 "['python', 'train.py', '--epochs', '3']"
             )
         self.command = list(command)
-        if not _is_templated(self.command[0]):
+        if not is_templated(self.command[0]):
             self._resolve_executable(self.command[0])
-        if partition_key is not None and not (
-            isinstance(partition_key, str) and _is_templated(partition_key)
-        ):
+        if partition_key is not None and not (isinstance(partition_key, str) and is_templated(partition_key)):
             check_partition_key(partition_key, task_id=self.task_id)  # templated: after rendering
         self.partition_key = partition_key
 
@@ -328,7 +315,12 @@ class LocalTrainingOperator(BaseOperator):
 
         telemetry.checkpoint_resumed(self, resume)
         outcome = self._supervise(command, training_env, self._limits(self.timeout_policy.hard_deadline))
-        telemetry.attempt_ended(self, outcome.ending.value)
+        diagnosis = outcome.diagnosis
+        telemetry.attempt_ended(
+            self,
+            diagnosis.kind.value if diagnosis else None,
+            exit_code=diagnosis.exit_code if diagnosis else None,
+        )
         telemetry.stragglers_reported(self, outcome.stragglers, self.straggler_policy)
         telemetry.checkpoint_saved(self, checkpointer.latest(), since_step=training_env.resume_step)
         self._raise_for(outcome, training_env)
@@ -428,7 +420,7 @@ class LocalTrainingOperator(BaseOperator):
         return found
 
     def _effective_checkpoint_policy(self) -> CheckpointPolicy:
-        root = self.checkpoint_root or _default_root(CHECKPOINT_ROOT_ENV, "checkpoints")
+        root = self.checkpoint_root or default_root(ENV_CHECKPOINT_ROOT, "checkpoints")
         return CheckpointPolicy(
             root=root,
             path_template=self.checkpoint_policy.path_template,
@@ -437,7 +429,7 @@ class LocalTrainingOperator(BaseOperator):
         )
 
     def _default_output_dir(self, partition_key: str) -> Path:
-        root = Path(_default_root(OUTPUT_ROOT_ENV, "models"))
+        root = Path(default_root(ENV_OUTPUT_ROOT, "models"))
         return root / path_segment(self.dag_id) / path_segment(self.task_id) / path_segment(partition_key)
 
     def _limits(self, deadline: timedelta) -> SupervisionLimits:
@@ -472,6 +464,7 @@ class LocalTrainingOperator(BaseOperator):
             # logs to the scheduler's stdout through a masker that never learns run-time secrets.
             on_line=lambda line: self.log.info("[train] %s", redact(line)),
             multi_rank=self.nproc_per_node > 1,
+            non_retryable_exit_codes=self.non_retryable_exit_codes,
         )
         try:
             return self._supervisor.run()
@@ -506,53 +499,28 @@ class LocalTrainingOperator(BaseOperator):
         self.log.info("smoke run passed in %.1fs", outcome.duration)
 
     def _raise_for(self, outcome: Outcome, training_env: TrainingEnvironment) -> None:
+        """Fail the attempt as its diagnosis says: retryable failures raise AirflowException."""
         if outcome.succeeded:
             return
         message = self._failure_message(outcome, training_env)
-        if outcome.ending is Ending.CANCELLED:
-            raise AirflowException(message)
-        retryable = outcome.retryable and not (
-            outcome.returncode is not None and outcome.returncode in self.non_retryable_exit_codes
-        )
-        if retryable:
+        if outcome.retryable or outcome.cancelled:
             raise AirflowException(message)
         raise AirflowFailException(message)
 
     def _failure_message(self, outcome: Outcome, training_env: TrainingEnvironment) -> str:
-        hints = {
-            Ending.PREEMPTED: "the retry resumes from the checkpoint the program saved",
-            Ending.CONFIG_ERROR: "fix the program's configuration or input; retrying cannot help",
-            Ending.FAILED: "see the last lines below; the retry resumes from the newest valid checkpoint",
-            Ending.KILLED_BY_SIGNAL: (
-                "killed from outside (out of memory, kill -9, node loss); the retry resumes from the "
-                "newest valid checkpoint"
-            ),
-            Ending.DEADLINE_EXCEEDED: (
-                "raise expected_runtime if the job legitimately got slower; the retry resumes from "
-                "the newest valid checkpoint"
-            ),
-            Ending.STALLED: (
-                "the program stopped making progress (deadlock, hung I/O, stuck collective); raise "
-                "stall_after only if single steps really take that long"
-            ),
-            Ending.NO_STARTUP: (
-                "the program never wrote a heartbeat: make it call Heartbeat.beat() "
-                "(airflow_training_guard.runtime), raise startup_timeout, or set watch_heartbeat=False"
-            ),
-            Ending.CANCELLED: "the task was stopped; the process group was terminated",
-            Ending.STRAGGLER: (
-                "a rank stayed far slower than its peers (see the report above); the retry resumes from "
-                "the newest valid checkpoint. Use straggler_policy action='warn' to only report it"
-            ),
-        }
-        code = f" ({describe_returncode(outcome.returncode)})" if outcome.returncode is not None else ""
+        """The message the pod launcher writes too (``failure_message``), for a local process."""
+        subject = f"training for partition_key={training_env.partition_key!r}"
+        if outcome.diagnosis is None:  # cancelled: Airflow is stopping the task, no diagnosis to give
+            return f"{subject} was cancelled after {outcome.duration:.1f}s: {CANCELLED_DETAIL}"
+        ended = describe_returncode(outcome.returncode) if outcome.returncode is not None else "not started"
         step = outcome.last_heartbeat.step if outcome.last_heartbeat else "none"
-        lines = "\n".join(f"    {redact(line)}" for line in outcome.last_lines[-20:]) or "    (no output)"
-        return (
-            f"training {outcome.ending.value}{code} for partition_key={training_env.partition_key!r} "
-            f"after {outcome.duration:.1f}s. {outcome.detail}. Last heartbeat step: {step}. "
-            f"Hint: {hints[outcome.ending]}.\nLast output lines:\n{lines}"
+        message = failure_message(
+            outcome.diagnosis,
+            subject=subject,
+            facts=(f"process: {ended} after {outcome.duration:.1f}s; last heartbeat step: {step}",),
+            last_log_lines=[redact(line) for line in outcome.last_lines],
         )
+        return redact(message)
 
     def _log_effective_configuration(self, command: list[str], training_env: TrainingEnvironment) -> None:
         config = {

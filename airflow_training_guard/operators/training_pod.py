@@ -502,7 +502,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     def _exception_for(
         self, diagnosis: Diagnosis, pod: k8s.V1Pod, *, upstream: str | None = None
     ) -> AirflowException:
-        telemetry.attempt_ended(self, diagnosis.kind.value)
+        telemetry.attempt_ended(self, diagnosis.kind.value, exit_code=diagnosis.exit_code)
         return common.failure_exception(
             diagnosis,
             pod_name=pod.metadata.name,

@@ -24,9 +24,7 @@ from airflow_training_guard.policies.paths import MAX_SEGMENT_LENGTH, path_segme
 #: The placeholders a path template may use.
 TEMPLATE_FIELDS = frozenset({"dag_id", "task_id", "partition_key"})
 
-# path_segment lives in policies.paths (the ledger uses it too); still exported from here for
-# callers that import it with CheckpointPolicy.
-__all__ = ["MAX_SEGMENT_LENGTH", "TEMPLATE_FIELDS", "CheckpointPolicy", "path_segment"]
+__all__ = ["TEMPLATE_FIELDS", "CheckpointPolicy"]
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ class FailureKind(enum.Enum):
     #: ``CreateContainerConfigError`` and friends: a missing Secret/ConfigMap or key, a bad command.
     CONFIG_ERROR = "config_error"
     STALLED = "stalled"
+    #: a rank stayed far slower than its peers and the straggler policy stopped the job.
+    STRAGGLER = "straggler"
     UNKNOWN = "unknown"
 
 
@@ -291,6 +293,10 @@ def _signal_name(code: int) -> str:
 
 
 _RESUMES = "the retry resumes from the newest checkpoint"
+_DEADLINE_HINT = (
+    f"the job ran longer than its hard deadline; {_RESUMES}. If the job legitimately got slower, "
+    "raise expected_runtime (the deadline is expected_runtime plus the buffer)"
+)
 
 
 def _kubelet_status(pod: Mapping[str, Any]) -> _Finding | None:
@@ -384,8 +390,7 @@ def _deadline(pod: Mapping[str, Any]) -> _Finding | None:
     return _Finding(
         FailureKind.DEADLINE_EXCEEDED,
         f"pod exceeded its activeDeadlineSeconds{limit}: {message or 'no message'}",
-        f"the pod ran longer than its hard deadline; {_RESUMES}. If the job legitimately got slower, "
-        "raise expected_runtime (the deadline is expected_runtime plus the buffer)",
+        _DEADLINE_HINT,
         retryable=True,
     )
 
@@ -529,53 +534,73 @@ def _stalled(containers: list[_Container], events: list[_Event]) -> _Finding | N
     return None
 
 
+def _exit_finding(
+    code: int, reason: str, message: str, non_retryable: Collection[int], *, oom_ruled_out: bool
+) -> _Finding:
+    """The rule for a non-zero exit, the same for a pod's container and a local process.
+
+    ``code`` follows the container convention: 128 + N when killed by signal N; ``reason`` says
+    what exited how. ``oom_ruled_out``: the kubelet says whether a SIGKILL was an OOM kill; a local
+    launcher cannot.
+    """
+    reason += f": {message}" if message else ""
+    if code == EXIT_PREEMPTED:
+        hint = (
+            f"exit {EXIT_PREEMPTED} means preempted by contract: the program saved a checkpoint "
+            f"after SIGTERM and stopped on purpose; {_RESUMES}"
+        )
+        retryable = True
+    elif code in non_retryable:
+        if code == EXIT_CONFIG_ERROR:
+            hint = (
+                f"exit {EXIT_CONFIG_ERROR} means the program rejected its configuration or input; a "
+                "retry cannot fix it. Read the last log lines, fix the parameters or the input, then "
+                "clear the task"
+            )
+        elif code == 2:
+            hint = "exit 2 is usually a command-line usage error; check the command and its arguments. A retry cannot fix it"
+        else:
+            hint = f"exit {code} is configured as not retryable; read the last log lines"
+        retryable = False
+    elif code == 128 + signal.SIGTERM:
+        hint = (
+            f"it got SIGTERM and did not exit {EXIT_PREEMPTED}, so it saved no checkpoint on the way "
+            f"out; {_RESUMES}. Use airflow_training_guard.runtime.PreemptionGuard so the program checkpoints and exits "
+            f"{EXIT_PREEMPTED} on SIGTERM"
+        )
+        retryable = True
+    elif code == 128 + signal.SIGKILL and oom_ruled_out:
+        hint = (
+            "it was killed with SIGKILL without being OOMKilled: the termination grace period ended "
+            f"before it exited, or something on the node killed it; {_RESUMES}"
+        )
+        retryable = True
+    elif code == 128 + signal.SIGKILL:
+        hint = (
+            "it was killed with SIGKILL from outside: most often the kernel's OOM killer (check the "
+            "worker's memory and dmesg), else a kill -9 or the machine shutting down; "
+            f"{_RESUMES}. If it dies at the same step again, lower its memory use"
+        )
+        retryable = True
+    else:
+        hint = (
+            f"the program failed; read the last log lines below. {_RESUMES[0].upper()}{_RESUMES[1:]}; "
+            f"if it fails the same way again it is a bug: exit {EXIT_CONFIG_ERROR} for errors a retry "
+            "cannot fix"
+        )
+        retryable = True
+    return _Finding(FailureKind.NONZERO_EXIT, reason, hint, retryable, exit_code=code)
+
+
 def _nonzero(containers: list[_Container], non_retryable: Collection[int]) -> _Finding | None:
     for container in containers:
         code = container.exit_code
         if code is None or code == 0:
             continue
         message = _text(_get(container.terminated, "message"))
+        # _oom ran first: a SIGKILL that reaches this rule was not an OOM kill.
         reason = f"{container.label} exited with code {code}{_signal_name(code)}"
-        reason += f": {message}" if message else ""
-        if code == EXIT_PREEMPTED:
-            hint = (
-                f"exit {EXIT_PREEMPTED} means preempted by contract: the program saved a checkpoint "
-                f"after SIGTERM and stopped on purpose; {_RESUMES}"
-            )
-            retryable = True
-        elif code in non_retryable:
-            if code == EXIT_CONFIG_ERROR:
-                hint = (
-                    f"exit {EXIT_CONFIG_ERROR} means the program rejected its configuration or input; a "
-                    "retry cannot fix it. Read the last log lines, fix the parameters or the input, then "
-                    "clear the task"
-                )
-            elif code == 2:
-                hint = "exit 2 is usually a command-line usage error; check the command and its arguments. A retry cannot fix it"
-            else:
-                hint = f"exit {code} is configured as not retryable; read the last log lines"
-            retryable = False
-        elif code == 128 + signal.SIGTERM:
-            hint = (
-                f"it got SIGTERM and did not exit {EXIT_PREEMPTED}, so it saved no checkpoint on the way "
-                f"out; {_RESUMES}. Use airflow_training_guard.runtime.PreemptionGuard so the program checkpoints and exits "
-                f"{EXIT_PREEMPTED} on SIGTERM"
-            )
-            retryable = True
-        elif code == 128 + signal.SIGKILL:
-            hint = (
-                "it was killed with SIGKILL without being OOMKilled: the termination grace period ended "
-                f"before it exited, or something on the node killed it; {_RESUMES}"
-            )
-            retryable = True
-        else:
-            hint = (
-                f"the program failed; read the last log lines below. {_RESUMES[0].upper()}{_RESUMES[1:]}; "
-                f"if it fails the same way again it is a bug: exit {EXIT_CONFIG_ERROR} for errors a retry "
-                "cannot fix"
-            )
-            retryable = True
-        return _Finding(FailureKind.NONZERO_EXIT, reason, hint, retryable, exit_code=code)
+        return _exit_finding(code, reason, message, non_retryable, oom_ruled_out=True)
     return None
 
 
@@ -749,69 +774,168 @@ def diagnose(
     )
 
 
-def stalled(detail: str, *, observed: Diagnosis | None = None, subject: str = "pod") -> Diagnosis:
+# -- what a launcher saw itself (its watchdog, its deadline, a local process's exit) ------------------------
+# Every launcher states these through the functions below, so the pod operator, the Job operator,
+# the triggerer and the local launcher agree on the kind, the hint and whether a retry can help.
+
+
+def stalled(
+    detail: str, *, observed: Diagnosis | None = None, subject: str = "pod", heartbeat_seen: bool = True
+) -> Diagnosis:
     """The diagnosis for a job a watchdog found without heartbeat progress (and killed): retryable.
 
     One definition for every launcher (the pod watchdog, the triggerer, the local process
-    supervisor), so a local run and a pod run agree that a stall is retried and resumes.
+    supervisor), so a local run and a pod run agree that a stall is retried and resumes. The rule
+    that decides it is :class:`~airflow_training_guard.policies.stall.StallWatch`.
 
     :param detail: what the watchdog saw, e.g. ``no heartbeat progress for 600s ...``.
     :param observed: what :func:`diagnose` read from the pod afterwards (its exit code and events
         are kept).
     :param subject: what stalled, for the reason line (``pod train-x``, ``process 4242``).
+    :param heartbeat_seen: False when the program never wrote a first heartbeat (the hint then
+        says how to make it beat, instead of how to tune ``stall_after``).
     """
-    return Diagnosis(
-        kind=FailureKind.STALLED,
-        reason=f"{subject} stalled: {detail}",
-        hint=(
+    if heartbeat_seen:
+        hint = (
             "the program stopped making progress (deadlock, hung I/O, stuck collective); the retry "
             "resumes from the newest valid checkpoint. Raise stall_after only if single steps "
             "really take that long"
-        ),
+        )
+    else:
+        hint = (
+            "the program never wrote a heartbeat: make it call Heartbeat.beat() "
+            "(airflow_training_guard.runtime), raise startup_timeout if loading really takes that long, "
+            "or set watch_heartbeat=False; the retry resumes from the newest valid checkpoint"
+        )
+    return Diagnosis(
+        kind=FailureKind.STALLED,
+        reason=f"{subject} stalled: {detail}",
+        hint=hint,
         retryable=True,
         exit_code=observed.exit_code if observed else None,
         events=observed.events if observed else (),
     )
 
 
+def deadline_exceeded(detail: str, *, subject: str) -> Diagnosis:
+    """The diagnosis for a job its launcher stopped at the hard deadline: retryable, it resumes.
+
+    The pod's own ``activeDeadlineSeconds`` is read by :func:`diagnose`; this is the same verdict
+    for a launcher that enforces the deadline itself (the local process supervisor).
+
+    :param detail: what the launcher saw, e.g. ``still running at the hard deadline (9360s)``.
+    :param subject: what ran too long (``process 4242``).
+    """
+    return Diagnosis(
+        kind=FailureKind.DEADLINE_EXCEEDED,
+        reason=f"{subject} exceeded its hard deadline: {detail}",
+        hint=_DEADLINE_HINT,
+        retryable=True,
+    )
+
+
+def straggler(detail: str, *, subject: str) -> Diagnosis:
+    """The diagnosis for a job stopped by the straggler policy ``action='restart'``: retryable.
+
+    :param detail: the straggler report(s), e.g. ``rank 1 on node-1 is a straggler: ...``.
+    :param subject: what was stopped (``process 4242``).
+    """
+    return Diagnosis(
+        kind=FailureKind.STRAGGLER,
+        reason=f"{subject} was stopped because a rank stayed far slower than its peers: {detail}",
+        hint=(
+            "a slow rank holds every other rank back (a throttled GPU, a slow disk or network on its "
+            f"node); {_RESUMES}. Use straggler_policy action='warn' to only report it"
+        ),
+        retryable=True,
+    )
+
+
+def diagnose_exit(
+    returncode: int,
+    *,
+    subject: str,
+    message: str = "",
+    non_retryable_exit_codes: Collection[int] = DEFAULT_NON_RETRYABLE_EXIT_CODES,
+) -> Diagnosis:
+    """Classify a local process's non-zero exit by the rules :func:`diagnose` applies to a container.
+
+    Exit 75 is preempted by contract (retryable), the ``non_retryable_exit_codes`` (default 78 and
+    2) are not retried, every other code is. A negative ``returncode`` (``subprocess``: killed by
+    signal N) is read as 128 + N, the code a container reports, and is kept so in ``exit_code``.
+
+    :param returncode: the process's return code, as ``subprocess.Popen.returncode``; not 0.
+    :param subject: what exited, for the reason line (``process 4242``, ``rank 1``).
+    :param message: what else is known, appended to the reason (torchrun's per-rank codes).
+    :param non_retryable_exit_codes: exit codes a retry cannot fix.
+    """
+    code = 128 - returncode if returncode < 0 else returncode
+    if returncode < 0:
+        name = _signal_name(code).strip(" ()") or f"signal {-returncode}"
+        reason = f"{subject} was killed by signal {name}"
+    else:
+        reason = f"{subject} exited with code {code}{_signal_name(code)}"
+    finding = _exit_finding(
+        code, reason, _text(message), frozenset(non_retryable_exit_codes), oom_ruled_out=False
+    )
+    return Diagnosis(
+        kind=finding.kind,
+        reason=finding.reason,
+        hint=finding.hint,
+        retryable=finding.retryable,
+        exit_code=finding.exit_code,
+    )
+
+
 def failure_message(
     diagnosis: Diagnosis,
     *,
-    pod_name: str,
-    namespace: str,
     last_log_lines: Sequence[str],
+    pod_name: str = "",
+    namespace: str = "",
     upstream: str | None = None,
+    subject: str | None = None,
+    facts: Sequence[str] = (),
 ) -> str:
     """One message for the task log and the exception: reason, hint, last log lines, pod events.
 
-    :param diagnosis: what :func:`diagnose` found.
+    :param diagnosis: what :func:`diagnose` (or a launcher, through :func:`stalled` and friends)
+        found.
+    :param last_log_lines: the training program's last log lines; the last :data:`MAX_LOG_LINES`
+        are shown, each cut at :data:`MAX_LINE_LENGTH` characters. Mask secrets before logging.
     :param pod_name: the pod's name.
     :param namespace: the pod's namespace.
-    :param last_log_lines: the training container's last log lines; the last :data:`MAX_LOG_LINES`
-        are shown, each cut at :data:`MAX_LINE_LENGTH` characters. Mask secrets before logging.
     :param upstream: the message of the KubernetesPodOperator exception this one replaces (its
         termination message, and the pod spec when ``log_pod_spec_on_failure``); kept whole at the
         end, so the guard's message never carries less than the provider's.
+    :param subject: what failed, when it is not a pod (``training for partition_key='2026-11-20'``);
+        then the message has no pod events section and the log section is the program's output.
+    :param facts: more lines after the hint (``last heartbeat step: 212``).
     """
     verdict = "retryable" if diagnosis.retryable else "not retryable"
     lines = [
-        f"pod {namespace}/{pod_name} failed: {diagnosis.kind.value} ({verdict})",
+        f"{subject or f'pod {namespace}/{pod_name}'} failed: {diagnosis.kind.value} ({verdict})",
         f"reason: {diagnosis.reason}",
         f"hint: {diagnosis.hint}",
+        *facts,
     ]
     logs = [str(line).rstrip("\r\n") for line in last_log_lines][-MAX_LOG_LINES:]
+    if subject is not None:
+        heading, nothing = "Last output lines", "Last output lines: none (the program printed nothing)"
+    else:
+        heading, nothing = "log lines", "last log lines: none (the container may never have started)"
     if logs:
-        lines.append(f"last {len(logs)} log lines:")
+        lines.append(f"last {len(logs)} {heading}:" if subject is None else f"{heading} (last {len(logs)}):")
         lines.extend(
             f"  | {line if len(line) <= MAX_LINE_LENGTH else line[: MAX_LINE_LENGTH - 3] + '...'}"
             for line in logs
         )
     else:
-        lines.append("last log lines: none (the container may never have started)")
+        lines.append(nothing)
     if diagnosis.events:
         lines.append("pod events (newest last):")
         lines.extend(f"  {event}" for event in diagnosis.events)
-    else:
+    elif subject is None:
         lines.append("pod events: none")
     if upstream:
         lines.append("KubernetesPodOperator reported:")

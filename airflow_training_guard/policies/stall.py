@@ -1,9 +1,13 @@
 """When a training job counts as stalled: the one rule every watchdog applies.
 
 A job is stalled when its heartbeat step has not changed for ``stall_after``; before its first
-heartbeat it also gets ``startup_grace`` (image pull, data loading). The Kubernetes launcher
-applies this rule twice with the same object: in the worker (sync mode, a thread reading the pod
-log) and in the triggerer (deferrable mode, :mod:`airflow_training_guard.triggers.training_pod`).
+heartbeat it also gets ``startup_grace`` (image pull, data loading), so a program that never beats
+is stopped after ``startup_grace + stall_after``. Every launcher applies this rule, and passes its
+``startup_timeout`` as ``startup_grace``: the pod watchdog in the worker (sync mode, a thread
+reading the pod log), the triggerer (deferrable mode,
+:mod:`airflow_training_guard.triggers.training_pod`), the Job operator per rank, and the local
+process supervisor (:mod:`airflow_training_guard.launchers.process`, reading the heartbeat file).
+What a stall is called is :func:`airflow_training_guard.policies.diagnostics.stalled`.
 Pure Python; time is passed in, so the rule is tested without sleeping.
 """
 

@@ -67,10 +67,16 @@ def test_both_launchers_endings_count_as_their_metric(recorded: Recorder, ending
     assert recorded.calls == [("incr", stat, 1, tags)]
 
 
-@pytest.mark.parametrize("ending", ["succeeded", "oom_killed", "failed", "config_error", "straggler"])
-def test_other_endings_are_not_counted_as_kills(recorded: Recorder, ending: str) -> None:
-    telemetry.attempt_ended(Task(), ending)
+@pytest.mark.parametrize("ending", [None, "oom_killed", "nonzero_exit", "config_error", "straggler"])
+def test_other_endings_are_not_counted_as_kills(recorded: Recorder, ending: str | None) -> None:
+    telemetry.attempt_ended(Task(), ending, exit_code=1 if ending else None)
     assert recorded.calls == []
+
+
+def test_exit_75_counts_as_a_preemption_though_its_kind_is_a_nonzero_exit(recorded: Recorder) -> None:
+    """Preempted by contract: the program saved a checkpoint after SIGTERM and exited 75."""
+    telemetry.attempt_ended(Task(), "nonzero_exit", exit_code=75)
+    assert [call[1] for call in recorded.calls] == ["training_guard.preempted"]
 
 
 def test_a_resume_reports_its_step_and_the_checkpoints_age(recorded: Recorder) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from airflow_training_guard.launchers.process import (
-    Ending,
     ProcessSupervisor,
     SupervisionLimits,
     torchrun_command,
 )
+from airflow_training_guard.policies.diagnostics import FailureKind
 from airflow_training_guard.policies.stragglers import StragglerPolicy
 
 pytestmark = pytest.mark.unit
@@ -81,7 +81,7 @@ def test_restart_policy_stops_the_job_naming_the_slow_rank_and_its_node(tmp_path
         steps=3000,
         slow=3,
     )
-    assert outcome.ending is Ending.STRAGGLER and outcome.retryable
+    assert outcome.kind is FailureKind.STRAGGLER and outcome.retryable
     assert [report.rank for report in outcome.stragglers] == [1]
     assert outcome.stragglers[0].node == "node-1"
     assert "rank 1 on node-1 is a straggler" in outcome.detail
@@ -97,7 +97,7 @@ def test_warn_policy_reports_the_straggler_and_lets_the_job_finish(tmp_path: Pat
         steps=250,
         slow=3,
     )
-    assert outcome.ending is Ending.SUCCEEDED
+    assert outcome.succeeded
     assert [report.rank for report in outcome.stragglers] == [1]
     assert any("training-guard: rank 1 on node-1 is a straggler" in line for line in lines)
 
@@ -109,7 +109,7 @@ def test_ranks_at_the_same_pace_are_not_stragglers_and_progress_is_the_slowest_r
         steps=200,
         slow=1,
     )
-    assert outcome.ending is Ending.SUCCEEDED and outcome.stragglers == ()
+    assert outcome.succeeded and outcome.stragglers == ()
     assert outcome.last_heartbeat is not None and outcome.last_heartbeat.step == 200
     assert outcome.last_heartbeat.rank in (0, 1)
 
@@ -142,3 +142,45 @@ def test_torchrun_command_runs_other_executables_with_no_python() -> None:
 def test_torchrun_command_rejects_a_bad_rank_count() -> None:
     with pytest.raises(ValueError, match=r"nproc_per_node=0 is invalid: use an integer >= 1"):
         torchrun_command(["python", "train.py"], 0, python="python")
+
+
+TORCHRUN_SUMMARY = """
+import sys
+print("torch.distributed.elastic.multiprocessing.errors.ChildFailedError:")
+print("Failures:")
+for rank, code in {codes!r}.items():
+    print(f"[{{rank}}]:")
+    print(f"  rank      : {{rank}} (local_rank: {{rank}})")
+    print(f"  exitcode  : {{code}} (pid: {{4000 + rank}})")
+sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("codes", "rank", "retryable", "hint"),
+    [
+        ({0: -9, 1: 78}, 1, False, "exit 78 means the program rejected its configuration"),
+        ({0: 75, 1: 75}, 0, True, "exit 75 means preempted by contract"),
+        ({0: 75, 1: -9}, 1, True, "it was killed with SIGKILL from outside"),
+        ({0: 75, 1: 3}, 1, True, "the program failed"),
+    ],
+)
+def test_torchrun_exit_1_is_classified_by_the_rank_codes_it_reports(
+    tmp_path: Path, codes: dict[int, int], rank: int, retryable: bool, hint: str
+) -> None:
+    """torchrun exits 1 for every failed rank; a rank's exit 78 (bad input) was retried three times."""
+    script = tmp_path / "fake_torchrun.py"
+    script.write_text(TORCHRUN_SUMMARY.format(codes=codes))
+    outcome = ProcessSupervisor(
+        command=[sys.executable, str(script)],
+        env={},
+        limits=SupervisionLimits(deadline=30, startup_timeout=10, stall_after=None, watch_heartbeat=False),
+        on_line=lambda _line: None,
+        multi_rank=True,
+    ).run()
+    assert outcome.returncode == 1 and outcome.rank_exit_codes == codes
+    assert outcome.diagnosis is not None and outcome.kind is FailureKind.NONZERO_EXIT
+    assert outcome.detail.startswith(f"rank {rank} ")
+    assert "torchrun reported rank 0: " in outcome.detail
+    assert outcome.retryable is retryable
+    assert outcome.diagnosis.hint.startswith(hint)

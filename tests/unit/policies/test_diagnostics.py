@@ -15,8 +15,12 @@ from airflow_training_guard.policies.diagnostics import (
     MAX_LOG_LINES,
     Diagnosis,
     FailureKind,
+    deadline_exceeded,
     diagnose,
+    diagnose_exit,
     failure_message,
+    stalled,
+    straggler,
 )
 
 pytestmark = pytest.mark.unit
@@ -835,3 +839,83 @@ def test_failure_message_cuts_very_long_log_lines() -> None:
     message = failure_message(diagnosis, pod_name="p", namespace="n", last_log_lines=["x" * 5000])
     longest = max(message.splitlines(), key=len)
     assert len(longest) < 520 and longest.endswith("...")
+
+
+# -- what a launcher saw itself: one vocabulary for pods and local processes --------------------------
+
+
+@pytest.mark.parametrize("code", [1, 2, 3, 75, 78, 137, 143])
+def test_a_local_exit_and_a_pod_exit_with_the_same_code_agree(code: int) -> None:
+    """Issue 15: the local launcher had its own retryable set; one rule now decides both."""
+    pod = diagnose(make_pod(failed_status(terminated(code, "Error"))))
+    local = diagnose_exit(code, subject="process 4242")
+    assert (local.kind, local.retryable, local.exit_code) == (pod.kind, pod.retryable, pod.exit_code)
+    assert local.reason == f"process 4242 exited with code {code}" + pod.reason.split(str(code), 1)[1]
+    if code != 137:  # the kubelet rules out an OOM kill for a pod; locally nobody can
+        assert local.hint == pod.hint
+
+
+def test_a_local_process_killed_by_a_signal_is_read_as_128_plus_the_signal() -> None:
+    diagnosis = diagnose_exit(-9, subject="process 4242", message="torchrun reported rank 0: killed")
+    assert diagnosis.kind is FailureKind.NONZERO_EXIT and diagnosis.retryable
+    assert diagnosis.exit_code == 137
+    assert diagnosis.reason == "process 4242 was killed by signal SIGKILL: torchrun reported rank 0: killed"
+    assert diagnosis.hint.startswith(
+        "it was killed with SIGKILL from outside: most often the kernel's OOM killer"
+    )
+    assert (
+        diagnose_exit(-15, subject="p").hint
+        == diagnose(make_pod(failed_status(terminated(143, "Error")))).hint
+    )
+
+
+def test_a_local_exit_honours_the_configured_non_retryable_codes() -> None:
+    assert not diagnose_exit(3, subject="p", non_retryable_exit_codes={3}).retryable
+    assert diagnose_exit(2, subject="p", non_retryable_exit_codes={78}).retryable
+    assert diagnose_exit(75, subject="p", non_retryable_exit_codes={75}).retryable  # always resumes
+
+
+def test_stalled_before_the_first_heartbeat_says_how_to_make_the_program_beat() -> None:
+    diagnosis = stalled("no heartbeat progress for 20s", subject="process 4242", heartbeat_seen=False)
+    assert diagnosis.kind is FailureKind.STALLED and diagnosis.retryable
+    assert diagnosis.reason == "process 4242 stalled: no heartbeat progress for 20s"
+    assert "make it call Heartbeat.beat()" in diagnosis.hint and "startup_timeout" in diagnosis.hint
+    assert "Raise stall_after" in stalled("x").hint
+
+
+def test_a_deadline_the_launcher_enforced_reads_like_the_pods_active_deadline() -> None:
+    local = deadline_exceeded("still running at the hard deadline (2h36m)", subject="process 4242")
+    status = failed_status(terminated(137, "Error"), reason="DeadlineExceeded")
+    pod = diagnose(make_pod(status, activeDeadlineSeconds=9360))
+    assert (local.kind, local.retryable, local.hint) == (pod.kind, pod.retryable, pod.hint)
+    assert (
+        local.reason == "process 4242 exceeded its hard deadline: still running at the hard deadline (2h36m)"
+    )
+
+
+def test_a_straggler_restart_is_its_own_retryable_kind() -> None:
+    diagnosis = straggler("rank 1 on node-1 is a straggler", subject="process 4242")
+    assert diagnosis.kind is FailureKind.STRAGGLER and diagnosis.retryable
+    assert "straggler_policy action='warn'" in diagnosis.hint
+
+
+def test_failure_message_for_a_local_run_names_the_subject_and_has_no_pod_events() -> None:
+    diagnosis = diagnose_exit(1, subject="process 4242")
+    message = failure_message(
+        diagnosis,
+        subject="training for partition_key='2026-11-20'",
+        facts=("last heartbeat step: 7",),
+        last_log_lines=["step 7", "Traceback"],
+    )
+    assert message.splitlines() == [
+        "training for partition_key='2026-11-20' failed: nonzero_exit (retryable)",
+        "reason: process 4242 exited with code 1",
+        f"hint: {diagnosis.hint}",
+        "last heartbeat step: 7",
+        "Last output lines (last 2):",
+        "  | step 7",
+        "  | Traceback",
+    ]
+    empty = failure_message(diagnosis, subject="training", last_log_lines=[])
+    assert empty.endswith("Last output lines: none (the program printed nothing)")
+    assert "pod events" not in empty
