@@ -102,7 +102,8 @@ class PreflightOperator(BaseOperator):
     :param hub_conn_id: the ``huggingface_hub`` connection.
     :param image: the training image; checked by digest, or its tag resolved when ``resolve_image_tag``.
     :param resolve_image_tag: resolve a tag to a digest once, here, and pin the run to it.
-    :param registry_conn_id: connection with registry credentials (``None``: anonymous).
+    :param registry_conn_id: ``docker`` connection with registry credentials (``None``: the worker's
+        Docker login in ``~/.docker/config.json``, else anonymous; see docs/connections.md).
     :param connections: connection ids that must exist.
     :param variables: Airflow Variables that must exist.
     :param pools: pools that must exist (a task in a missing pool is never scheduled). Tasks in
