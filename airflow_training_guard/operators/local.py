@@ -55,7 +55,7 @@ from airflow_training_guard.policies.durations import DurationLike, format_durat
 from airflow_training_guard.policies.paths import path_segment
 from airflow_training_guard.policies.profiles import GuardProfile, get_profile
 from airflow_training_guard.policies.stragglers import StragglerPolicy, coerce_straggler_policy
-from airflow_training_guard.runtime.checkpoint import Checkpointer
+from airflow_training_guard.runtime.checkpoint import Checkpoint, Checkpointer
 from airflow_training_guard.runtime.contract import TrainingEnvironment
 from airflow_training_guard.secrets import redact
 from airflow_training_guard.settings import ENV_CHECKPOINT_ROOT, ENV_OUTPUT_ROOT, default_root, is_templated
@@ -322,9 +322,11 @@ class LocalTrainingOperator(BaseOperator):
             exit_code=diagnosis.exit_code if diagnosis else None,
         )
         telemetry.stragglers_reported(self, outcome.stragglers, self.straggler_policy)
-        telemetry.checkpoint_saved(self, checkpointer.latest(), since_step=training_env.resume_step)
+        # Verified once per attempt: the metric and the manifest share it.
+        newest = checkpointer.latest()
+        telemetry.checkpoint_saved(self, newest, since_step=training_env.resume_step)
         self._raise_for(outcome, training_env)
-        manifest = self._write_manifest(context, command, training_env, outcome, checkpointer)
+        manifest = self._write_manifest(context, command, training_env, outcome, newest)
         final_step = outcome.last_heartbeat.step if outcome.last_heartbeat else None
         self.log.info(
             "training finished in %s: partition_key=%s final_step=%s resumed_from_step=%s",
@@ -355,7 +357,7 @@ class LocalTrainingOperator(BaseOperator):
         command: list[str],
         training_env: TrainingEnvironment,
         outcome: Outcome,
-        checkpointer: Checkpointer,
+        newest: Checkpoint | None,
     ) -> RunManifest:
         """Record what this run used next to its model (docs/run-manifest.md).
 
@@ -365,7 +367,6 @@ class LocalTrainingOperator(BaseOperator):
         output_dir = training_env.output_dir or Path(".")
         metrics = dict(outcome.last_heartbeat.metrics) if outcome.last_heartbeat else {}
         metrics.update(read_metrics_file(output_dir, self.log))
-        newest = checkpointer.latest()
         checkpoints = tuple(
             dict.fromkeys(str(p) for p in (training_env.resume_from, newest.path if newest else None) if p)
         )
