@@ -33,6 +33,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.policies import hookimpl
 
 from airflow_training_guard.backfill.pools import BACKFILL_POOL
+from airflow_training_guard.settings import (
+    CONFIG_SECTION,
+    OPTION_BACKFILL_POLICY_ENABLED,
+    OPTION_BACKFILL_POOL,
+    OPTION_BACKFILL_PRIORITY_WEIGHT,
+)
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -40,8 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Config section read by the policy (``AIRFLOW__TRAINING_GUARD__...`` environment variables work).
-CONFIG_SECTION = "training_guard"
 #: The entry point value in ``pyproject.toml``: ``[project.entry-points."airflow.policy"]``.
 ENTRY_POINT_VALUE = "airflow_training_guard.backfill.policy"
 BACKFILL_RUN_TYPE = "backfill"
@@ -61,9 +65,9 @@ class BackfillRouting:
         from airflow.configuration import conf
 
         return cls(
-            enabled=conf.getboolean(CONFIG_SECTION, "backfill_policy_enabled", fallback=False),
-            pool=conf.get(CONFIG_SECTION, "backfill_pool", fallback=BACKFILL_POOL) or BACKFILL_POOL,
-            priority_weight=conf.getint(CONFIG_SECTION, "backfill_priority_weight", fallback=1),
+            enabled=conf.getboolean(CONFIG_SECTION, OPTION_BACKFILL_POLICY_ENABLED, fallback=False),
+            pool=conf.get(CONFIG_SECTION, OPTION_BACKFILL_POOL, fallback=BACKFILL_POOL) or BACKFILL_POOL,
+            priority_weight=conf.getint(CONFIG_SECTION, OPTION_BACKFILL_PRIORITY_WEIGHT, fallback=1),
         )
 
 
