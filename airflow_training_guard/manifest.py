@@ -24,7 +24,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from types import MappingProxyType
 from typing import Any
 
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.runtime.publish import publish_file
 from airflow_training_guard.secrets import redact
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -303,36 +303,14 @@ class RunManifest:
         return cls.from_dict(data)
 
     def write(self, directory: str | os.PathLike[str]) -> Path:
-        """Atomically write ``directory/run-manifest.json`` (temp file, fsync, rename).
+        """Atomically and durably write ``directory/run-manifest.json``.
 
-        A reader never sees half a manifest: a crash leaves the previous file or none.
+        Through the package's one publish helper (temporary sibling, fsync, rename, fsync of the
+        directory): a reader never sees half a manifest, a crash leaves the previous file or none.
 
         :returns: the path written.
         """
-        target_dir = Path(directory)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / MANIFEST_FILE_NAME
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{MANIFEST_FILE_NAME}.", suffix=".tmp", dir=target_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        try:
-            dir_fd = os.open(target_dir, os.O_RDONLY)
-        except OSError:
-            return target
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass
-        finally:
-            os.close(dir_fd)
-        return target
+        return publish_file(Path(directory) / MANIFEST_FILE_NAME, self.to_json().encode("utf-8"))
 
     @classmethod
     def read(cls, path_or_directory: str | os.PathLike[str]) -> RunManifest:

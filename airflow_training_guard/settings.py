@@ -19,14 +19,24 @@ from pathlib import Path
 CONFIG_SECTION = "training_guard"
 
 # -- [training_guard] options ----------------------------------------------------------------------
+# Each option is declared (description, type, default, example) in ``get_provider_info()["config"]``,
+# so ``airflow config list`` shows it; a test keeps the two in step. docs/configuration.md lists them.
 #: Refuse ``allow_unpinned_image=True`` cluster-wide.
 OPTION_FORBID_UNPINNED_IMAGES = "forbid_unpinned_images"
-#: Turn on the cluster policy that routes native backfill runs to the backfill pool (opt-in).
+#: Kubernetes label selector of the GPU nodes the inventory hook (capacity, fit checks) looks at.
+OPTION_GPU_NODE_LABEL_SELECTOR = "gpu_node_label_selector"
+#: Turn on the cluster policy that routes every backfill run's task instances to the backfill pool.
 OPTION_BACKFILL_POLICY_ENABLED = "backfill_policy_enabled"
-#: The pool the backfill cluster policy moves backfill task instances to.
+#: The pool backfill task instances go to (the policy) and that ``pools sync`` creates.
 OPTION_BACKFILL_POOL = "backfill_pool"
-#: The priority weight the backfill cluster policy gives backfill task instances.
+#: The priority weight the policy gives backfill task instances.
 OPTION_BACKFILL_PRIORITY_WEIGHT = "backfill_priority_weight"
+#: Slots of the backfill pool that ``pools sync`` creates or grows.
+OPTION_BACKFILL_POOL_SLOTS = "backfill_pool_slots"
+#: The pool of the daily, SLA-bound runs that ``pools sync`` creates.
+OPTION_SLA_POOL = "sla_pool"
+#: Slots of the SLA pool that ``pools sync`` creates or grows.
+OPTION_SLA_POOL_SLOTS = "sla_pool_slots"
 
 # -- environment variables read on the worker -------------------------------------------------------
 #: Where checkpoints live when a DAG does not say.

@@ -125,9 +125,13 @@ class FsCounter:
 
         for name, original in originals.items():
             setattr(LocalFileSystem, name, wrap(name, original))
-        # Newer code lists a local disk with os.scandir (sources._scan_local) instead of fsspec's
-        # find: one such recursive listing is one `find`, and is counted as one.
-        from airflow_training_guard.partitions import sources
+        # Newer code lists a local disk with os.scandir (_scan_local) instead of fsspec's find: one
+        # such recursive listing is one `find`, and is counted as one. It lives in
+        # sources/object_storage.py since sources.py became a package.
+        try:
+            from airflow_training_guard.partitions.sources import object_storage as sources
+        except ImportError:  # older code: one sources.py
+            from airflow_training_guard.partitions import sources  # type: ignore[no-redef]
 
         scan = getattr(sources, "_scan_local", None)
         if scan is not None:

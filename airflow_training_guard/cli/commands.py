@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-from airflow_training_guard.backfill.pools import DEFAULT_POOLS, read_pools, sync_pools
+from airflow_training_guard.backfill.pools import (
+    PoolSpec,
+    configured_pools,
+    plan_pool_changes,
+    read_pools,
+    sync_pools,
+)
+from airflow_training_guard.exceptions import GuardConfigError
 
 
 def _print(rows: list[dict[str, Any]], output: str | None) -> None:
@@ -23,47 +31,46 @@ def _print(rows: list[dict[str, Any]], output: str | None) -> None:
         print("  ".join(str(row[col]).ljust(widths[col]) for col in columns))
 
 
+def _configured_pools_or_exit() -> tuple[PoolSpec, ...]:
+    """The configured pools; a bad ``[training_guard]`` option ends the command with its message."""
+    try:
+        return configured_pools()
+    except GuardConfigError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def pools_sync(args: argparse.Namespace) -> None:
-    """Create or update the default pools; with ``--dry-run`` only report what would change."""
-    if getattr(args, "dry_run", False):
-        current = {row["pool"]: row for row in read_pools(pool.name for pool in DEFAULT_POOLS)}
-        rows = []
-        for spec in DEFAULT_POOLS:
-            found = current.get(spec.name)
-            if found is None:
-                action = "would create"
-            elif (found["slots"], found["include_deferred"], found["description"]) == (
-                spec.slots,
-                spec.include_deferred,
-                spec.description,
-            ):
-                action = "unchanged"
-            else:
-                action = "would update"
-            rows.append({"pool": spec.name, "action": action, "slots": spec.slots})
-        _print(rows, getattr(args, "output", None))
-        return
-    results = sync_pools()
-    _print(
-        [{"pool": result.name, "action": result.action, "slots": result.slots} for result in results],
-        getattr(args, "output", None),
-    )
+    """Create or grow the configured pools; print the plan first; ``--dry-run`` stops after it.
+
+    One ``plan:`` line per pool (create / grow / keep / would-shrink, or shrink with ``--force``)
+    goes to stdout before anything changes, or to stderr with ``--output json`` so the JSON result
+    stays parseable. Then the changes made, as a table or JSON.
+    """
+    force = bool(getattr(args, "force", False))
+    dry_run = bool(getattr(args, "dry_run", False))
+    output = getattr(args, "output", None)
+    pools = _configured_pools_or_exit()
+    plan = sync_pools(pools, force=force, dry_run=True)
+    plan_stream = sys.stderr if output == "json" else sys.stdout
+    for change in plan:
+        print(f"plan: {change.describe()}", file=plan_stream)
+    changes = plan if dry_run else sync_pools(pools, force=force)
+    _print([change.as_row() for change in changes], output)
 
 
 def pools_list(args: argparse.Namespace) -> None:
-    """Show the default pools as Airflow has them; ``missing`` when a pool does not exist."""
-    current = {row["pool"]: row for row in read_pools(pool.name for pool in DEFAULT_POOLS)}
+    """Show the configured pools as Airflow has them, and what ``pools sync`` would do to each."""
+    pools = _configured_pools_or_exit()
+    current = {row["pool"]: int(row["slots"]) for row in read_pools(pool.name for pool in pools)}
     rows = []
-    for spec in DEFAULT_POOLS:
-        found = current.get(spec.name)
+    for change in plan_pool_changes(pools, current):
         rows.append(
             {
-                "pool": spec.name,
-                "slots": found["slots"] if found else "-",
-                "expected_slots": spec.slots,
-                "status": "missing"
-                if found is None
-                else ("ok" if found["slots"] == spec.slots else "differs"),
+                "pool": change.name,
+                "slots": "-" if change.current_slots is None else change.current_slots,
+                "configured_slots": change.configured_slots,
+                "status": {"create": "missing", "keep": "ok"}.get(change.action.value, "differs"),
+                "sync_would": change.action.value,
             }
         )
     _print(rows, getattr(args, "output", None))

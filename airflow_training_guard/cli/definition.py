@@ -17,25 +17,37 @@ from airflow.cli.cli_config import (
 
 ARG_DRY_RUN = Arg(  # type: ignore[no-untyped-call]
     ("--dry-run",),
-    help="Show what would be created or updated without changing anything.",
+    help="Print the plan (create/grow/keep/would-shrink per pool) without changing anything.",
+    action="store_true",
+)
+ARG_FORCE_SHRINK = Arg(  # type: ignore[no-untyped-call]
+    ("--force",),
+    help=(
+        "Also shrink pools that have more slots than configured (an operator may have raised them on "
+        "purpose; without --force they are kept)."
+    ),
     action="store_true",
 )
 
 POOLS_COMMANDS = (
     ActionCommand(
         name="sync",
-        help="Create or update the training_sla and training_backfill pools (idempotent)",
+        help="Create or grow the SLA and backfill pools as [training_guard] configures them (idempotent)",
         description=(
-            "Create or update the pools training-guard's DAGs and cluster policy use: training_sla (daily "
-            "runs) and training_backfill (every backfill run, fixed slots, lowest priority). A DAG cannot "
-            "create a pool; run this once per deployment (or `airflow pools import deploy/pools.json`)."
+            "Create or grow the pools training-guard's DAGs and cluster policy use: the SLA pool (daily "
+            "runs; [training_guard] sla_pool, default training_sla, sla_pool_slots, default 4) and the "
+            "backfill pool (every backfill run, fixed slots, lowest priority; backfill_pool, default "
+            "training_backfill, backfill_pool_slots, default 2). Prints one plan line per pool first "
+            "(create, grow, keep, would-shrink). A pool with more slots than configured is kept unless "
+            "--force. A DAG cannot create a pool; run this once per deployment (or `airflow pools "
+            "import deploy/pools.json` for the defaults)."
         ),
         func=lazy_load_command("airflow_training_guard.cli.commands.pools_sync"),
-        args=(ARG_DRY_RUN, ARG_OUTPUT, ARG_VERBOSE),
+        args=(ARG_DRY_RUN, ARG_FORCE_SHRINK, ARG_OUTPUT, ARG_VERBOSE),
     ),
     ActionCommand(
         name="list",
-        help="Show training-guard's pools as they are in Airflow, and whether they match",
+        help="Show training-guard's pools as they are in Airflow, and whether they match the configuration",
         func=lazy_load_command("airflow_training_guard.cli.commands.pools_list"),
         args=(ARG_OUTPUT, ARG_VERBOSE),
     ),

@@ -32,6 +32,7 @@ from kubernetes.utils.quantity import parse_quantity as _kubernetes_parse_quanti
 
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.policies.gpus import DEFAULT_GPU_RESOURCE, MAX_GPUS_PER_NODE, NodeShape, Taint
+from airflow_training_guard.settings import CONFIG_SECTION, OPTION_GPU_NODE_LABEL_SELECTOR
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api
@@ -48,17 +49,17 @@ GPU_LIKE_RESOURCE = re.compile(r"gpu|mig-|tpu|neuron|gaudi|i915|accelerat", re.I
 DEFAULT_PAGE_SIZE = 500
 #: Per-node pod lists in flight at once.
 DEFAULT_MAX_WORKERS = 8
-#: ``[training_guard] gpu_node_label_selector`` (``AIRFLOW__TRAINING_GUARD__GPU_NODE_LABEL_SELECTOR``):
-#: the selector every hook uses when none is passed, so operators pick it up without an argument.
-CONFIG_SECTION = "training_guard"
-CONFIG_GPU_NODE_LABEL_SELECTOR = "gpu_node_label_selector"
 
 
 def configured_gpu_node_label_selector() -> str | None:
-    """``[training_guard] gpu_node_label_selector`` from the Airflow configuration, or None."""
+    """``[training_guard] gpu_node_label_selector`` from the Airflow configuration, or None.
+
+    (``AIRFLOW__TRAINING_GUARD__GPU_NODE_LABEL_SELECTOR`` in the environment.) Every hook uses it
+    when no selector is passed, so operators pick it up without an argument.
+    """
     from airflow.configuration import conf
 
-    value = conf.get(CONFIG_SECTION, CONFIG_GPU_NODE_LABEL_SELECTOR, fallback="") or ""
+    value = conf.get(CONFIG_SECTION, OPTION_GPU_NODE_LABEL_SELECTOR, fallback="") or ""
     return value.strip() or None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.policies.gpus import (
@@ -22,6 +22,9 @@ from airflow_training_guard.policies.gpus import (
     Toleration,
     require_fit,
 )
+
+if TYPE_CHECKING:
+    from airflow_training_guard.kubernetes.config import GpuSettings
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +135,29 @@ def check_gpu_capacity(
                     retryable=True,
                 )
     return CapacityReport(tuple(warnings))
+
+
+def check_gpu_settings(
+    gpu: GpuSettings,
+    *,
+    node_selector: dict[str, str] | None,
+    tolerations: Sequence[Any] | None,
+    inventory: Callable[[], Any] | None,
+    namespace: str,
+    kueue_queue_name: str | None,
+    pods: int = 1,
+) -> CapacityReport:
+    """:func:`check_gpu_capacity` for an operator's :class:`GpuSettings` and its pod's placement."""
+    return check_gpu_capacity(
+        gpu_request(
+            gpus=gpu.gpus, resource=gpu.resource, node_selector=node_selector, tolerations=tolerations
+        ),
+        shapes=gpu.node_shapes,
+        inventory=inventory,
+        read_shapes=gpu.check_node_inventory,
+        namespace=namespace,
+        fragmentation=gpu.fragmentation_policy,
+        check_quota=gpu.check_quota,
+        kueue_queue_name=kueue_queue_name,
+        pods=pods,
+    )

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.policies.images import ImageReference, require_pinned
 from airflow_training_guard.settings import is_templated
 
 if TYPE_CHECKING:
@@ -101,3 +103,82 @@ def base_image(pod: k8s.V1Pod | None, base_container_name: str) -> str | None:
         if container.name == base_container_name:
             return str(container.image) if container.image else None
     return None
+
+
+@dataclass(frozen=True)
+class PinRule:
+    """The digest rule as the DAG and the cluster set it.
+
+    :param allow_unpinned: the DAG's ``allow_unpinned_image`` (development only).
+    :param forbid_unpinned: the cluster's ``[training_guard] forbid_unpinned_images``.
+    """
+
+    allow_unpinned: bool = False
+    forbid_unpinned: bool = False
+
+    def require(self, image: str, *, where: str | None = None) -> ImageReference:
+        """The parsed, pinned reference; ``where`` names the image's source when it is not ``image=``."""
+        try:
+            return require_pinned(
+                image, allow_unpinned=self.allow_unpinned, forbid_unpinned_override=self.forbid_unpinned
+            )
+        except GuardConfigError as err:
+            if where is None:
+                raise
+            raise type(err)(f"{where}: {err}") from None
+
+
+def check_parse_time_images(
+    rule: PinRule,
+    *,
+    image: str | None,
+    base_container_name: str,
+    full_pod_spec: k8s.V1Pod | None,
+    pod_template_dict: dict[str, Any] | None,
+    pod_template_file: str | None,
+) -> ImageReference | None:
+    """Apply the digest rule to every image known when the DAG is parsed; the base image's reference.
+
+    The base container's image is ``image``, else the template's or spec's (as in
+    KubernetesPodOperator). Templated images and templates that cannot be read now return ``None``
+    and are checked on the built pod (:func:`check_pod_images`).
+
+    :raises GuardConfigError: for an unpinned image (naming where it came from), or no image at all.
+    """
+    template, source = template_pod(
+        full_pod_spec=full_pod_spec, pod_template_dict=pod_template_dict, pod_template_file=pod_template_file
+    )
+    base_label = f"container {base_container_name!r}"
+    reference = None
+    if image is None:
+        found = base_image(template, base_container_name)
+        knowable = template is not None or not (pod_template_file or pod_template_dict)
+        if found is None and knowable:
+            raise GuardConfigError(
+                f"no image for container {base_container_name!r}: pass "
+                "image='registry/repository@sha256:<digest>', or set it in "
+                f"{source or 'the pod template'}'s container {base_container_name!r}"
+            )
+        if found is not None and not is_templated(found):
+            reference = rule.require(found, where=f"image of {base_label} from {source}")
+    elif not is_templated(image):
+        reference = rule.require(image)
+    if template is not None:
+        for pod_image in pod_images(template, base_container_name=base_container_name, source=source):
+            if pod_image.container != base_label and pod_image.image and not is_templated(pod_image.image):
+                rule.require(pod_image.image, where=f"image of {pod_image.container} from {pod_image.source}")
+    return reference
+
+
+def check_pod_images(rule: PinRule, pod: k8s.V1Pod, *, base_container_name: str) -> ImageReference | None:
+    """The digest rule on every image of the pod about to be created; the base container's reference."""
+    reference = None
+    for found in pod_images(pod, base_container_name=base_container_name, source="the pod"):
+        if not found.image:
+            raise GuardConfigError(
+                f"{found.container} has no image; set image= or the container's image in the pod template"
+            )
+        checked = rule.require(found.image, where=f"image of {found.container}")
+        if found.container == f"container {base_container_name!r}":
+            reference = checked
+    return reference

@@ -14,6 +14,7 @@ with it; the operator's retry starts all ranks again from the same checkpoint di
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from kubernetes.client import models as k8s
 
@@ -24,6 +25,9 @@ from airflow_training_guard.kubernetes.pod_building import (
     find_container,
 )
 
+if TYPE_CHECKING:
+    from airflow_training_guard.policies.stragglers import StragglerPolicy
+
 #: The label that ties a Job's pods to its headless Service.
 JOB_LABEL = ANNOTATION_PREFIX + "job"
 #: The annotation Kubernetes sets on each pod of an Indexed Job (its completion index).
@@ -33,6 +37,42 @@ ENV_NUM_RANKS = "TRAINING_GUARD_NUM_RANKS"
 ENV_RANK = "TRAINING_GUARD_RANK"
 #: Longest DNS label (a pod hostname ``<job>-<index>`` must fit).
 MAX_DNS_LABEL = 63
+
+
+def check_gang_arguments(
+    *,
+    ranks: object,
+    nproc_per_node: object,
+    rendezvous_port: object,
+    deferrable: object,
+    do_xcom_push: object,
+    straggler_policy: StragglerPolicy | None,
+) -> None:
+    """The Job operator's arguments, when the DAG is parsed: each error names the value and the fix."""
+    if straggler_policy is not None and straggler_policy.avoid_node:
+        raise GuardConfigError(
+            "straggler_policy avoid_node=True is not available for GuardedTrainingJobOperator yet: the retry "
+            "cannot carry the node to avoid. Drop avoid_node, or cordon the node (kubectl cordon) when "
+            "the straggler report names it"
+        )
+    if deferrable:
+        raise GuardConfigError(
+            "deferrable=True is not available for GuardedTrainingJobOperator: the wait reads every "
+            "rank's heartbeat on the worker. Drop deferrable, or run one pod with "
+            "GuardedTrainingPodOperator(deferrable=True)"
+        )
+    if do_xcom_push:
+        raise GuardConfigError(
+            "do_xcom_push=True is not available for GuardedTrainingJobOperator (one sidecar per rank "
+            "would race for the return value); write results to output_dir / worker_output_dir"
+        )
+    for name, value, low, high in (
+        ("ranks", ranks, 1, 10_000),
+        ("nproc_per_node", nproc_per_node, 1, 1_024),
+        ("rendezvous_port", rendezvous_port, 1, 65_535),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise GuardConfigError(f"{name}={value!r} must be an integer from {low} to {high}")
 
 
 def job_name_for(pod_name: str, ranks: int) -> str:

@@ -8,12 +8,17 @@ will really run.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes.client import models as k8s
 
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.runtime import contract
+
+if TYPE_CHECKING:
+    from airflow_training_guard.policies.checkpoints import CheckpointPolicy
 
 #: The volume holding checkpoints (a PVC sub-path, or an emptyDir without a claim).
 CHECKPOINT_VOLUME = "training-guard-checkpoints"
@@ -44,6 +49,35 @@ def find_container(pod: k8s.V1Pod, name: str) -> k8s.V1Container:
         f"the pod has no container named {name!r} (it has {[c.name for c in containers]}); set "
         "base_container_name= to the training container's name in the pod template"
     )
+
+
+def contract_environment(
+    *,
+    partition_key: str,
+    checkpoint_policy: CheckpointPolicy,
+    heartbeat_log_interval_seconds: float,
+    attempt: int,
+    output_dir: str | None = None,
+    pins: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, str]:
+    """The training contract's variables for a pod (``docs/checkpoint-contract.md``).
+
+    The same names the local launcher sets, so one program runs under either; the checkpoint
+    directory is the mount path (the volume's sub-path is this partition's folder).
+    """
+    env = {
+        contract.ENV_PARTITION_KEY: partition_key,
+        contract.ENV_CHECKPOINT_DIR: checkpoint_policy.root,
+        contract.ENV_CHECKPOINT_EVERY: str(checkpoint_policy.every_steps),
+        contract.ENV_CHECKPOINT_KEEP: str(checkpoint_policy.keep_last),
+        contract.ENV_HEARTBEAT_LOG_INTERVAL: f"{heartbeat_log_interval_seconds:g}",
+        contract.ENV_ATTEMPT: str(attempt),
+    }
+    if output_dir:
+        env[contract.ENV_OUTPUT_DIR] = str(output_dir)
+    if pins:
+        env[contract.ENV_PINS] = json.dumps(pins, sort_keys=True)
+    return env
 
 
 def with_env(pod: k8s.V1Pod, container_name: str, env: Mapping[str, str]) -> k8s.V1Pod:
@@ -120,6 +154,11 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
     result = ApiClient().sanitize_for_serialization(value)
     return dict(result) if isinstance(result, Mapping) else {}
+
+
+def api_dict(pod: k8s.V1Pod) -> dict[str, Any]:
+    """The pod as the API server receives it (camelCase JSON), for checks that read it as a dict."""
+    return _as_dict(pod)
 
 
 def all_containers(pod: k8s.V1Pod) -> list[k8s.V1Container]:

@@ -200,3 +200,39 @@ def describe(violations: list[Violation]) -> str:
 
 class PodSecurityError(GuardConfigError):
     """The pod breaks the restricted profile and the DAG did not opt out (``pod_security='warn'``)."""
+
+
+#: ``pod_security`` values: refuse violations of the restricted profile, or log them and go on.
+POD_SECURITY_MODES = ("restricted", "warn")
+
+
+def check_mode(mode: object) -> str:
+    """Validate the operators' ``pod_security`` argument when the DAG is parsed."""
+    if mode not in POD_SECURITY_MODES:
+        raise GuardConfigError(
+            f"pod_security={mode!r} is not valid; use 'restricted' (refuse pods that break the "
+            "Pod Security Standards restricted profile) or 'warn' (log each violation and submit)"
+        )
+    return str(mode)
+
+
+def enforce(pod: Mapping[str, Any], *, mode: str, task_id: str) -> str | None:
+    """Apply ``mode`` to the pod about to be submitted (a camelCase dict).
+
+    :returns: ``None`` when the pod passes; with ``mode='warn'`` the warning to log.
+    :raises PodSecurityError: with ``mode='restricted'``, naming every field and its fix.
+    """
+    violations = restricted_violations(pod)
+    if not violations:
+        return None
+    listing = describe(violations)
+    if mode == "warn":
+        return (
+            f"pod_security='warn': the pod breaks the Pod Security Standards restricted profile in "
+            f"{len(violations)} field(s); submitting it anyway:\n{listing}"
+        )
+    raise PodSecurityError(
+        f"the pod for task {task_id!r} breaks the Pod Security Standards restricted profile "
+        f"in {len(violations)} field(s):\n{listing}\nFix them in the operator arguments or the pod "
+        "template, or pass pod_security='warn' to submit it anyway (every violation is then logged)"
+    )

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api
     from kubernetes.client import models as k8s
 
+    from airflow_training_guard.policies.timeouts import TimeoutPolicy
+
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +81,27 @@ class PodHeartbeatWatchdog:
         #: the last log lines read before the pod was deleted.
         self.last_log_lines: list[str] = []
 
+    @classmethod
+    def for_policy(
+        cls,
+        policy: TimeoutPolicy,
+        *,
+        read_tail: Callable[[], list[str]],
+        delete_pod: Callable[[], None],
+        pod_name: str,
+    ) -> PodHeartbeatWatchdog:
+        """A watchdog applying ``policy``'s stall rule (``stall_after`` must be set)."""
+        if policy.stall_after is None:
+            raise ValueError("the timeout policy has no stall_after; there is nothing to watch")
+        return cls(
+            read_tail=read_tail,
+            delete_pod=delete_pod,
+            stall_after=policy.stall_after.total_seconds(),
+            startup_grace=policy.startup_timeout.total_seconds(),
+            poll_interval=policy.poll_interval.total_seconds(),
+            pod_name=pod_name,
+        )
+
     def check_once(self) -> bool:
         """Look at the log once; delete the pod and return True when it is stalled."""
         try:
@@ -114,3 +137,14 @@ class PodHeartbeatWatchdog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+def stall_settings(policy: TimeoutPolicy) -> dict[str, float] | None:
+    """The stall rule as the deferrable trigger takes it (``GuardedPodTrigger``), or ``None`` when off."""
+    if policy.stall_after is None:
+        return None
+    return {
+        "stall_after": policy.stall_after.total_seconds(),
+        "startup_grace": policy.startup_timeout.total_seconds(),
+        "poll": policy.poll_interval.total_seconds(),
+    }

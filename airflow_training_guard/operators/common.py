@@ -9,12 +9,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_training_guard import __version__
 from airflow_training_guard.exceptions import GuardConfigError
+from airflow_training_guard.manifest import RunManifest, file_sha256, utc_now_iso
 from airflow_training_guard.partitions.keys import PartitionKey, require_key
+from airflow_training_guard.policies.diagnostics import Diagnosis, failure_message
 from airflow_training_guard.policies.durations import DurationLike, parse_duration
 from airflow_training_guard.policies.timeouts import TimeoutPolicy, validate_buffer
+from airflow_training_guard.secrets import redact
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,6 +28,36 @@ if TYPE_CHECKING:
 
 class _Warns(Protocol):
     def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+
+class GivenArguments:
+    """What the DAG gave for an operator parameter: in the call, else through ``default_args``.
+
+    Airflow's ``apply_defaults`` hands every ``__init__`` the merged ``default_args`` (DAG, task
+    group and task) and fills only the parameters that ``__init__`` names; a subclass's inherited
+    parameters travel in ``**kwargs``, so the guard looks them up itself and applies its own
+    defaults only where neither gives a value (a ``kwargs.setdefault`` would hide
+    ``default_args={"retries": 7}`` from the provider).
+    """
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self._kwargs = kwargs
+        self._defaults: Mapping[str, Any] = kwargs.get("default_args") or {}
+
+    def get(self, name: str) -> Any:
+        if name in self._kwargs:
+            return self._kwargs[name]
+        return self._defaults.get(name)
+
+    def default(self, values: Mapping[str, Any]) -> None:
+        """Use each value unless the call or ``default_args`` gives one for its name (even None)."""
+        for name, value in values.items():
+            if name not in self._kwargs and name not in self._defaults:
+                self._kwargs[name] = value
+
+    def replace(self, values: Mapping[str, Any]) -> None:
+        """Pass these values (derived from what was given) whatever the call or ``default_args`` say."""
+        self._kwargs.update(values)
 
 
 def check_partition_key(value: object, *, task_id: str) -> PartitionKey:
@@ -179,3 +213,78 @@ def read_metrics_file(output_dir: Path, log: _Warns) -> dict[str, float]:
     return {
         str(k): float(v) for k, v in written.items() if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+def failure_exception(
+    diagnosis: Diagnosis,
+    *,
+    pod_name: str,
+    namespace: str,
+    last_log_lines: list[str],
+    upstream: str | None = None,
+) -> AirflowException:
+    """The task's failure for a classified pod failure: retryable or not, as the diagnosis says.
+
+    The program's log lines and KPO's pod spec (env values) can hold a token; the exception text is
+    logged by the scheduler's copy of the task log too, whose masker never learns run-time secrets,
+    so it goes through :func:`~airflow_training_guard.secrets.redact`.
+    """
+    message = failure_message(
+        diagnosis, pod_name=pod_name, namespace=namespace, last_log_lines=last_log_lines, upstream=upstream
+    )
+    message = redact(message)
+    return AirflowException(message) if diagnosis.retryable else AirflowFailException(message)
+
+
+def pod_run_manifest(
+    *,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    partition_key: str,
+    image: str,
+    image_digest: str | None,
+    pins: Mapping[str, Mapping[str, str]],
+    cmds: list[str],
+    arguments: list[str],
+    output_dir: str | None,
+    artifact_dir: str | None,
+    dag_file: str | None,
+    checkpoints: str,
+    metrics: Mapping[str, float],
+) -> RunManifest:
+    """The run manifest of a pod run (``docs/run-manifest.md``): what it used, as the worker knows it."""
+    return RunManifest(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        partition_key=partition_key,
+        image_digest=image_digest,
+        datasets=dict(pins.get("datasets", {})),
+        models=dict(pins.get("models", {})),
+        params={"image": image, "cmds": cmds, "arguments": arguments, "output_dir": output_dir},
+        code={
+            "package_version": __version__,
+            "dag_file_sha256": file_sha256(dag_file) if dag_file and Path(dag_file).is_file() else "",
+        },
+        python_env=None,
+        checkpoints=(checkpoints,),
+        artifact_uri=artifact_dir,
+        metrics=dict(metrics),
+        created_at=utc_now_iso(),
+    )
+
+
+def manifest_summary(manifest: RunManifest, *, output_dir: Path, path: Path) -> dict[str, Any]:
+    """A training task's return value once its manifest is written: the same keys for every launcher.
+
+    Redacted: rendered ``cmds``/``arguments`` can carry a templated token.
+    """
+    summary = {
+        "partition_key": manifest.partition_key,
+        "output_dir": str(output_dir),
+        "manifest_path": str(path),
+        "metrics": dict(manifest.metrics),
+        "manifest": manifest.to_dict(),
+    }
+    return redact(summary)

@@ -33,17 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.kubernetes import job_building
+from airflow_training_guard.kubernetes.failures import job_condition_failure, lost_rank, read_failure_evidence
 from airflow_training_guard.kubernetes.watchdog import read_log_tail
-from airflow_training_guard.operators.training_pod import GuardedTrainingPodOperator, _Given
-from airflow_training_guard.policies.diagnostics import (
-    Diagnosis,
-    FailureKind,
-    diagnose,
-    failure_message,
-    stalled,
-)
+from airflow_training_guard.operators.common import GivenArguments, failure_exception
+from airflow_training_guard.operators.training_pod import GuardedTrainingPodOperator
+from airflow_training_guard.policies.diagnostics import diagnose, stalled
 from airflow_training_guard.policies.durations import DurationLike, parse_duration
 from airflow_training_guard.policies.stall import StallWatch
 from airflow_training_guard.policies.stragglers import (
@@ -90,33 +85,17 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
         straggler_policy: StragglerPolicy | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        given = _Given(kwargs)
+        given = GivenArguments(kwargs)
         policy = coerce_straggler_policy(straggler_policy, task_id=str(kwargs.get("task_id")))
-        if policy is not None and policy.avoid_node:
-            raise GuardConfigError(
-                "straggler_policy avoid_node=True is not available for GuardedTrainingJobOperator yet: the retry "
-                "cannot carry the node to avoid. Drop avoid_node, or cordon the node (kubectl cordon) when "
-                "the straggler report names it"
-            )
-        if given.get("deferrable"):
-            raise GuardConfigError(
-                "deferrable=True is not available for GuardedTrainingJobOperator: the wait reads every "
-                "rank's heartbeat on the worker. Drop deferrable, or run one pod with "
-                "GuardedTrainingPodOperator(deferrable=True)"
-            )
-        given.replace("deferrable", False)
-        if given.get("do_xcom_push"):
-            raise GuardConfigError(
-                "do_xcom_push=True is not available for GuardedTrainingJobOperator (one sidecar per rank "
-                "would race for the return value); write results to output_dir / worker_output_dir"
-            )
-        for name, value, low, high in (
-            ("ranks", ranks, 1, 10_000),
-            ("nproc_per_node", nproc_per_node, 1, 1_024),
-            ("rendezvous_port", rendezvous_port, 1, 65_535),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise GuardConfigError(f"{name}={value!r} must be an integer from {low} to {high}")
+        job_building.check_gang_arguments(
+            ranks=ranks,
+            nproc_per_node=nproc_per_node,
+            rendezvous_port=rendezvous_port,
+            deferrable=given.get("deferrable"),
+            do_xcom_push=given.get("do_xcom_push"),
+            straggler_policy=policy,
+        )
+        given.replace({"deferrable": False})
         super().__init__(**kwargs)
         self.ranks = ranks
         self.nproc_per_node = nproc_per_node
@@ -286,55 +265,25 @@ class GuardedTrainingJobOperator(GuardedTrainingPodOperator):
 
     def _job_failure(self, condition: Any, pods: Sequence[k8s.V1Pod]) -> AirflowException:
         """Classify the lost rank (the first failed pod); else the Job's own reason (deadline, ...)."""
-        api = self.client.api_client
         failed = [p for p in pods if (p.status and p.status.phase) == "Failed"]
         if failed:
             pod = failed[0]
             self._failed_rank = _rank_of(pod)
-            try:
-                events = [
-                    api.sanitize_for_serialization(e) for e in self.pod_manager.read_pod_events(pod).items
-                ]
-            except Exception:
-                events = []
-            try:
-                self._last_log_lines = read_log_tail(
-                    self.client, pod, container=self.base_container_name, lines=20
-                )
-            except Exception:
-                self._last_log_lines = []
-            found = diagnose(api.sanitize_for_serialization(pod), events, container=self.base_container_name)
-            diagnosis = Diagnosis(
-                kind=found.kind,
-                reason=f"rank {self._failed_rank} of {self.ranks} was lost: {found.reason}",
-                hint=found.hint
-                + (
-                    "; every rank was stopped (gang), and the retry starts them all again from the newest "
-                    "checkpoint"
-                    if found.retryable
-                    else ""
-                ),
-                retryable=found.retryable,
-                exit_code=found.exit_code,
-                events=found.events,
+            evidence = read_failure_evidence(
+                self.client, self.pod_manager, pod, container=self.base_container_name, reread=False
             )
-            return self._exception_for(diagnosis, pod)
-        reason = getattr(condition, "reason", None) or "unknown"
-        message = getattr(condition, "message", None) or ""
-        kind = FailureKind.DEADLINE_EXCEEDED if reason == "DeadlineExceeded" else FailureKind.UNKNOWN
-        diagnosis = Diagnosis(
-            kind=kind,
-            reason=f"Job failed: {reason} {message}".strip(),
-            hint="the retry starts every rank again from the newest checkpoint",
-            retryable=True,
+            self._last_log_lines = evidence.log_tail
+            found = diagnose(evidence.pod, evidence.events, container=self.base_container_name)
+            return self._exception_for(lost_rank(found, rank=self._failed_rank, ranks=self.ranks), pod)
+        diagnosis = job_condition_failure(
+            getattr(condition, "reason", None), getattr(condition, "message", None)
         )
-        text = failure_message(
+        return failure_exception(
             diagnosis,
             pod_name=str(self.job.metadata.name if self.job else ""),
             namespace="",
             last_log_lines=[],
         )
-        return AirflowException(text)
 
     # -- cleanup ---------------------------------------------------------------------------------------
 

@@ -12,9 +12,10 @@ its trigger are thin adapters around it.
   dates), :class:`ExplicitKeys`.
 - :mod:`.completeness`: :class:`CompletenessResult`: ``present/expected``, missing keys written as
   ranges, the XCom value.
-- :mod:`.sources`: :class:`PartitionSource` and its implementations :class:`ObjectStorageSource`
-  (``ObjectStoragePath``, one listing per common prefix), :class:`SqlSource` (one ``common.sql``
-  query) and :class:`CallableSource`.
+- :mod:`.sources`: :class:`PartitionSource` and its implementations, one module each:
+  :class:`ObjectStorageSource` (``ObjectStoragePath``, listings bounded by the expected set),
+  :class:`SqlSource` (one ``common.sql`` query) and :class:`CallableSource`.
+- :mod:`.registry`: the one ``kind`` registry that expected sets and sources serialize by.
 
 Importing this package does not import Airflow (the sources import it inside the methods that
 reach storage), so DAG files, tests and other tools can use keys and expected sets cheaply.

@@ -46,6 +46,7 @@ from airflow_training_guard.partitions.keys import (
     parse_key,
     parse_temporal,
 )
+from airflow_training_guard.partitions.registry import class_of, register_kind
 
 #: More keys than this is almost always a typo (year 20260); one check would list them all.
 MAX_EXPECTED_KEYS = 100_000
@@ -207,13 +208,8 @@ class ExpectedPartitions(ABC):
     the size limit, rendering of templated fields and (de)serialisation by ``kind``.
     """
 
+    #: The name :meth:`serialize` writes and :meth:`deserialize` reads, set by ``register_kind``.
     kind: ClassVar[str]
-    _kinds: ClassVar[dict[str, type[ExpectedPartitions]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "kind" in cls.__dict__:
-            ExpectedPartitions._kinds[cls.kind] = cls
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -325,14 +321,8 @@ class ExpectedPartitions(ABC):
     @staticmethod
     def deserialize(data: dict[str, Any]) -> ExpectedPartitions:
         """Rebuild a set from :meth:`serialize` output."""
-        kind = data.get("kind") if isinstance(data, dict) else None
-        cls = ExpectedPartitions._kinds.get(kind) if isinstance(kind, str) else None
-        if cls is None:
-            raise GuardConfigError(
-                f"cannot rebuild an expected set from {data!r}: unknown kind {kind!r}; known kinds: "
-                f"{', '.join(sorted(ExpectedPartitions._kinds))}"
-            )
-        return cls._from_dict({k: v for k, v in data.items() if k != "kind"})
+        cls = class_of(data, ExpectedPartitions, "an expected set")
+        return cls._from_dict({k: v for k, v in data.items() if k != "kind"})  # type: ignore[no-any-return]
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> ExpectedPartitions:
@@ -347,6 +337,7 @@ def _check_size(count: int, owner: object) -> None:
         )
 
 
+@register_kind("hours_of_day")
 @dataclass(frozen=True, init=False)
 class HoursOfDay(ExpectedPartitions):
     """The hours of one local day: 24, or 23/25 on the days daylight saving time starts/ends.
@@ -361,8 +352,6 @@ class HoursOfDay(ExpectedPartitions):
     date: str
     timezone: str
     name: str | None
-
-    kind: ClassVar[str] = "hours_of_day"
 
     def __init__(self, date: str | dt.date, timezone: str = "UTC", *, name: str | None = None) -> None:
         object.__setattr__(self, "date", _parse_date(date, name="HoursOfDay date"))
@@ -514,6 +503,7 @@ class _DateRange(ExpectedPartitions):
         return f"{type(self).__name__}({self.start!r}, {self.end!r}{zone}{name})"
 
 
+@register_kind("days_of_range")
 @dataclass(frozen=True, init=False, repr=False)
 class DaysOfRange(_DateRange):
     """The days from ``start`` to ``end``, **both included**: ``DaysOfRange("2026-11-01", "2026-11-07")``
@@ -531,8 +521,6 @@ class DaysOfRange(_DateRange):
     timezone: str
     name: str | None
 
-    kind: ClassVar[str] = "days_of_range"
-
     def __init__(
         self, start: str | dt.date, end: str | dt.date, timezone: str = "UTC", *, name: str | None = None
     ) -> None:
@@ -547,6 +535,7 @@ class DaysOfRange(_DateRange):
         return f"{len(self)} days {self.start}..{self.end} (both included)"
 
 
+@register_kind("hours_of_range")
 @dataclass(frozen=True, init=False, repr=False)
 class HoursOfRange(_DateRange):
     """The hours of every local day from ``start`` to ``end``, **both days included**.
@@ -564,7 +553,6 @@ class HoursOfRange(_DateRange):
     timezone: str
     name: str | None
 
-    kind: ClassVar[str] = "hours_of_range"
     _per_day: ClassVar[int] = 24
 
     def __init__(
@@ -593,6 +581,7 @@ def _as_names(names: object, *, owner: str) -> tuple[str | None, ...] | None:
     raise GuardConfigError(f"{owner} names {names!r} must be a name or a list of names, one per key part")
 
 
+@register_kind("explicit_keys")
 @dataclass(frozen=True, init=False)
 class ExplicitKeys(ExpectedPartitions):
     """A list of keys written out: ``ExplicitKeys(["berlin", "paris"], names="city")``.
@@ -604,8 +593,6 @@ class ExplicitKeys(ExpectedPartitions):
 
     keys_: tuple[str, ...]
     names_: tuple[str | None, ...] | None
-
-    kind: ClassVar[str] = "explicit_keys"
 
     def __init__(self, keys: Sequence[str], *, names: str | Sequence[str | None] | None = None) -> None:
         if isinstance(keys, str) or not isinstance(keys, Sequence | frozenset | set):
@@ -698,6 +685,7 @@ def _as_set(value: object, *, position: int) -> ExpectedPartitions:
     )
 
 
+@register_kind("product")
 @dataclass(frozen=True, init=False)
 class Product(ExpectedPartitions):
     """Composite keys: every combination of the given sets, like Airflow's ``ProductMapper``.
@@ -709,8 +697,6 @@ class Product(ExpectedPartitions):
     """
 
     sets: tuple[ExpectedPartitions, ...]
-
-    kind: ClassVar[str] = "product"
 
     def __init__(self, *sets: ExpectedPartitions | Sequence[str]) -> None:
         if len(sets) < 2:

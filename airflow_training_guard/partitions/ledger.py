@@ -76,7 +76,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from airflow_training_guard.exceptions import GuardConfigError, TrainingGuardError
 from airflow_training_guard.partitions.keys import PartitionKey, validate_part
-from airflow_training_guard.policies.checkpoints import path_segment
+from airflow_training_guard.policies.paths import path_segment
+from airflow_training_guard.runtime.publish import publish_dir
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
@@ -720,7 +721,10 @@ class PartitionLedger:
         version_dir = self.key_dir(claim.partition_key) / f"v{claim.fencing_token:08d}"
         version_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.rename(resolved, version_dir)
+            # Files are fsynced before the rename and the rename before the commit that points at
+            # it: a power loss must not leave the ledger pointing at a directory that is not there,
+            # or whose files are empty.
+            publish_dir(resolved, version_dir)
         except OSError as err:
             if version_dir.exists():  # fencing tokens are unique: only a second publish of this claim
                 raise StaleClaimError(
@@ -734,9 +738,6 @@ class PartitionLedger:
                 f"{str(version_dir)!r} failed: {err}; check free space and permissions under "
                 f"{str(root)!r} (staging and versions must be on one filesystem)"
             ) from err
-        # The rename must be durable before the commit that points at it (a power loss must not
-        # leave the ledger pointing at a directory that is not there).
-        _fsync_dir(version_dir.parent)
         with self.engine.begin() as conn:
             previous, previous_token = self._previous_location(conn, claim.partition_key)
             stale = self._commit_update(conn, claim, location=str(version_dir), row_count=None)
@@ -926,16 +927,6 @@ class PartitionLedger:
             else:
                 skipped[partition_key] = LedgerState.parse(state).skip_reason
         return LedgerPlan(mode=eligibility.mode, to_run=tuple(to_run), skipped=skipped)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some network filesystems cannot fsync a directory; the rename is still atomic
-    finally:
-        os.close(fd)
 
 
 def entry_from_row(row: Any) -> LedgerEntry:

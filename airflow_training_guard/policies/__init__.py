@@ -23,13 +23,9 @@ launchers translate these policies into their own settings. See ``docs/timeouts-
 
 from __future__ import annotations
 
-from airflow_training_guard.policies.checkpoints import (
-    MAX_SEGMENT_LENGTH,
-    TEMPLATE_FIELDS,
-    CheckpointPolicy,
-    path_segment,
-)
+from airflow_training_guard.policies.checkpoints import TEMPLATE_FIELDS, CheckpointPolicy
 from airflow_training_guard.policies.durations import DurationLike, format_duration, parse_duration
+from airflow_training_guard.policies.paths import MAX_SEGMENT_LENGTH, path_segment
 from airflow_training_guard.policies.profiles import (
     DEFAULT_PROFILE,
     FAST,

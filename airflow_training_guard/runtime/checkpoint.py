@@ -8,7 +8,8 @@ on it or silently restarts from step 0. Here a checkpoint only becomes visible o
 - ``MANIFEST.json`` (step, sha256 of every file, metadata, time, format version) is written last,
   and begins with the sha256 of the rest of itself, so no byte a resume reads goes unverified;
 - the temporary directory is renamed to ``<dir>/step-<12 digits>`` in one ``rename(2)``, and the
-  parent directory is fsynced so the rename survives a power loss.
+  parent directory is fsynced so the rename survives a power loss (the package's one publish
+  helper, :func:`~airflow_training_guard.runtime.publish.publish_dir`).
 
 Saving a step that already exists never moves the old checkpoint away first: the new one is
 renamed into place under a new revision name (``step-<12 digits>.r<n>``), which readers prefer,
@@ -27,7 +28,6 @@ This module is imported inside training containers: standard library only, no Ai
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -46,6 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from airflow_training_guard.exceptions import CheckpointError
+from airflow_training_guard.runtime.publish import fsync_dir, fsync_file, publish_dir
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -300,11 +301,10 @@ class Checkpointer:
                 # The manifest goes last: a step directory with a manifest is, by construction,
                 # one whose every file was fully written and fsynced before it.
                 _write_file(temp / self.MANIFEST, encode_manifest(manifest))
-                _fsync_dir(temp)
                 # One rename(2) to a name that does not exist yet: an older checkpoint of the same
                 # step stays in place until the new one is visible, and prune() then deletes it.
-                os.rename(temp, target)
-                _fsync_dir(self.checkpoint_dir)
+                # Every file and subdirectory is fsynced already (while writing and hashing).
+                publish_dir(temp, target, synced=True)
             except BaseException:
                 # Also on KeyboardInterrupt/SystemExit: never leave a half-written temp directory
                 # behind when we still can clean it up. (After SIGKILL, prune() does it.)
@@ -551,7 +551,7 @@ class Checkpointer:
             removed.append(path)
             self.log.info("pruned checkpoint %s", path)
         if doomed:
-            _fsync_dir(self.checkpoint_dir)
+            fsync_dir(self.checkpoint_dir)
         return removed
 
     def _abandoned_temp_dirs(self) -> Iterator[tuple[Path, re.Match[str] | None]]:
@@ -601,7 +601,7 @@ class Checkpointer:
             target = self.step_path(int(parsed.group(2)))
             try:
                 os.rename(path, target)
-                _fsync_dir(self.checkpoint_dir)
+                fsync_dir(self.checkpoint_dir)
             except OSError as err:
                 self.log.warning("cannot restore checkpoint %s to %s: %s", path, target, err)
             else:
@@ -755,7 +755,7 @@ def _write_contents(root: Path, contents: Mapping[str, bytes]) -> dict[str, str]
         digests[name] = hashlib.sha256(data).hexdigest()
     # Deepest first, so each directory entry is durable before its parent's.
     for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return digests
 
 
@@ -786,28 +786,12 @@ def _hash_and_sync_tree(root: Path, manifest: str) -> dict[str, str]:
                     f"the checkpoint writer created {path}, which is not a regular file (symlink, fifo, "
                     "...); write real files, a checkpoint must be self-contained"
                 )
+            fsync_file(path)
             with open(path, "rb") as handle:
-                # fsync through a read-only descriptor is enough on POSIX: it flushes the file's
-                # dirty pages however they were written (numpy, torch, a subprocess...).
-                os.fsync(handle.fileno())
                 digests[name] = hashlib.file_digest(handle, "sha256").hexdigest()
     for directory in sorted(subdirectories, key=lambda p: len(p.parts), reverse=True):
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return digests
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the entries of ``path`` (new files, renames) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as err:
-        # Some filesystems (certain network mounts) do not support fsync on a directory; the
-        # rename is still atomic for readers there, just not guaranteed across a power loss.
-        if err.errno not in {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF}:
-            raise
-    finally:
-        os.close(fd)
 
 
 def _remove_tree(path: Path) -> None:

@@ -328,7 +328,7 @@ class AirflowStack:
     def client(self) -> httpx.Client:
         """An HTTP client on the api-server. No token needed: all-admins mode adds one per request."""
         if self._client is None:
-            self._client = httpx.Client(base_url=self.base_url, timeout=30)
+            self._client = httpx.Client(base_url=self.base_url, timeout=60)
         return self._client
 
     def create_backfill(self, body: dict[str, Any], *, patience: float = 120) -> dict[str, Any]:
@@ -344,7 +344,14 @@ class AirflowStack:
         known = {backfill["id"] for backfill in self._backfills(body["dag_id"])}
         retried = False
         while True:
-            response = self.client.post("/api/v2/backfills", json=body)
+            try:
+                response = self.client.post("/api/v2/backfills", json=body)
+            except httpx.TimeoutException:
+                # The backfill may have been created before the answer timed out: the 409 path below finds it.
+                if time.monotonic() > deadline:
+                    raise
+                retried = True
+                continue
             if response.status_code == 409 and retried:
                 running = [
                     backfill
@@ -368,12 +375,19 @@ class AirflowStack:
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the REST API (``/api/v2`` + path) and return the JSON body; raise on an HTTP error."""
-        deadline = time.monotonic() + 60
-        response = self.client.request(method, f"/api/v2{path}", **kwargs)
-        # A read is safe to repeat: SQLite's 503 "Database is locked" under a busy scheduler.
-        while method == "GET" and response.status_code == 503 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while True:
+            # A read is safe to repeat: SQLite's 503 "Database is locked" or a slow answer under a
+            # busy scheduler on a loaded machine.
+            try:
+                response = self.client.request(method, f"/api/v2{path}", **kwargs)
+            except httpx.TimeoutException:
+                if method != "GET" or time.monotonic() > deadline:
+                    raise
+                continue
+            if method != "GET" or response.status_code != 503 or time.monotonic() > deadline:
+                break
             time.sleep(2)
-            response = self.client.request(method, f"/api/v2{path}", **kwargs)
         if response.status_code >= 400:
             raise AssertionError(f"{method} /api/v2{path} -> {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None

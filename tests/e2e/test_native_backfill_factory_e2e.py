@@ -131,7 +131,11 @@ def _backfill(stack: AirflowStack, behavior: str) -> dict[str, Any]:
         if backfill["completed_at"]:
             return dict(backfill)
         time.sleep(2)
-    raise AssertionError(f"backfill {created['id']} ({behavior}) not completed in {BACKFILL_TIMEOUT}s")
+    states = {day: run["state"] for day, run in _runs(stack).items()}
+    raise AssertionError(
+        f"backfill {created['id']} ({behavior}) not completed in {BACKFILL_TIMEOUT}s; runs: {states}\n"
+        f"{stack.logs(40)}"
+    )
 
 
 def _runs(stack: AirflowStack) -> dict[str, dict[str, Any]]:

@@ -83,3 +83,35 @@ def test_volume_types_outside_the_restricted_list_are_named() -> None:
 def test_messages_name_value_and_fix() -> None:
     [violation] = restricted_violations(pod({"hostNetwork": True}))
     assert str(violation).startswith("spec.hostNetwork=True: remove hostNetwork")
+
+
+def test_restricted_mode_refuses_naming_the_task_every_field_and_the_opt_out() -> None:
+    import pytest
+
+    from airflow_training_guard.kubernetes.pod_security import PodSecurityError, enforce
+
+    assert enforce(pod(), mode="restricted", task_id="train") is None
+    with pytest.raises(
+        PodSecurityError, match=r"(?s)task 'train' breaks .* in 1 field\(s\):\n  - spec\.hostPID"
+    ):
+        enforce(pod({"hostPID": True}), mode="restricted", task_id="train")
+
+
+def test_warn_mode_returns_the_warning_instead_of_refusing() -> None:
+    from airflow_training_guard.kubernetes.pod_security import enforce
+
+    warning = enforce(pod({"hostPID": True}), mode="warn", task_id="train")
+    assert warning is not None and warning.startswith("pod_security='warn'") and "spec.hostPID" in warning
+
+
+def test_an_unknown_mode_is_refused_with_both_choices() -> None:
+    import pytest
+
+    from airflow_training_guard.exceptions import GuardConfigError
+    from airflow_training_guard.kubernetes.pod_security import check_mode
+
+    assert check_mode("warn") == "warn"
+    with pytest.raises(
+        GuardConfigError, match=r"^pod_security='strict' is not valid; use 'restricted' .* or 'warn'"
+    ):
+        check_mode("strict")

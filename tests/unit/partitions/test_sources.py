@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from airflow_training_guard.exceptions import GuardConfigError
-from airflow_training_guard.partitions import sources
 from airflow_training_guard.partitions.completeness import PartitionObservation, PartitionStatus
 from airflow_training_guard.partitions.expected import (
     DaysOfRange,
@@ -28,6 +27,7 @@ from airflow_training_guard.partitions.sources import (
     PartitionSource,
     PathTemplate,
     SqlSource,
+    object_storage,
 )
 from tests.helpers import write_hour
 
@@ -77,13 +77,13 @@ def fs_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         monkeypatch.setattr(LocalFileSystem, name, wrapper)
     # On a local disk the source lists with os.scandir instead of fsspec's find (a quarter of the
     # CPU); one such recursive listing is what one `find` would be, so it counts as one.
-    original_scan = sources._scan_local
+    original_scan = object_storage._scan_local
 
     def scan(prefix: str) -> Any:
         calls["find"] += 1
         return original_scan(prefix)
 
-    monkeypatch.setattr(sources, "_scan_local", scan)
+    monkeypatch.setattr(object_storage, "_scan_local", scan)
     return calls
 
 
@@ -175,7 +175,7 @@ def test_product_keys_render_positions_and_names() -> None:
 def test_a_connection_in_the_url_becomes_conn_id() -> None:
     source = ObjectStorageSource("s3://aws_training@bucket/e/date={date}")
     assert source.conn_id == "aws_training"
-    assert source.path_template.template == "s3://bucket/e/date={date}"
+    assert source.path_template == "s3://bucket/e/date={date}"
     with pytest.raises(GuardConfigError, match="names the connection 'aws_training' but conn_id is 'other'"):
         ObjectStorageSource("s3://aws_training@bucket/e/date={date}", conn_id="other")
 

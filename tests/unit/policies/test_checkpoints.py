@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_training_guard.exceptions import GuardConfigError
-from airflow_training_guard.policies.checkpoints import MAX_SEGMENT_LENGTH, CheckpointPolicy, path_segment
+from airflow_training_guard.policies.checkpoints import CheckpointPolicy
+from airflow_training_guard.policies.paths import MAX_SEGMENT_LENGTH, path_segment
 
 pytestmark = pytest.mark.unit
 
