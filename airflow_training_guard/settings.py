@@ -45,6 +45,8 @@ ENV_CHECKPOINT_ROOT = "TRAINING_GUARD_CHECKPOINT_ROOT"
 ENV_OUTPUT_ROOT = "TRAINING_GUARD_OUTPUT_ROOT"
 #: The exactly-once ledger's SQLAlchemy URL.
 ENV_LEDGER_URL = "TRAINING_GUARD_LEDGER_URL"
+#: The connection to Airflow's REST API a task uses to read its own pool and its backfill.
+ENV_AIRFLOW_API_CONN_ID = "TRAINING_GUARD_AIRFLOW_API_CONN_ID"
 
 
 def airflow_home() -> Path:
@@ -65,3 +67,8 @@ def default_root(env_name: str, leaf: str) -> str:
 def is_templated(value: object) -> bool:
     """Whether ``value`` is a Jinja template Airflow renders later (so it cannot be checked at parse time)."""
     return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def default_ledger_url() -> str:
+    """``$TRAINING_GUARD_LEDGER_URL`` when set, else SQLite at ``$AIRFLOW_HOME/training-guard/ledger.db``."""
+    return os.environ.get(ENV_LEDGER_URL) or f"sqlite:///{guard_home() / 'ledger.db'}"

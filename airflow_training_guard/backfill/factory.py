@@ -2,12 +2,16 @@
 
 :class:`TrainingPipeline` says what one unit of work does (``work``), over which partitions
 (categorical :class:`~airflow_training_guard.backfill.validation.Dimension` s x dates), in which pools
-and within which limits. :func:`build_dags` turns it into
+and within which limits. :func:`build_dags` turns it into (:func:`build_daily_dag` and
+:func:`build_backfill_dag` build one each)
 
 - ``<name>_daily``: scheduled (periodic, so Airflow's native Backfill dialog is offered too), today's
   partitions for every known value, in the SLA pool at normal priority;
 - ``<name>_backfill``: triggered from the UI with a form (date range, a multi-select per dimension,
   reprocess mode), validated by its first task, every key in the backfill pool at the lowest priority.
+
+Each DAG's tasks queue in one :class:`Lane` (pool, priority weight, weight rule): the SLA lane or
+the backfill lane, so no task of one DAG can end up in the other's pool.
 
 In both, each partition key is one mapped task instance whose map index shows the key
 (``berlin|2026-11-01``), claims the key in the :class:`~airflow_training_guard.partitions.ledger.PartitionLedger`,
@@ -46,32 +50,58 @@ from airflow_training_guard.backfill.validation import (
 )
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.hooks.airflow_api import AirflowApiError, AirflowApiHook
-from airflow_training_guard.partitions.keys import format_key, parse_key
+from airflow_training_guard.partitions.keys import PartitionKey, format_key
 from airflow_training_guard.partitions.ledger import PartitionLedger, ReprocessMode, StaleClaimError
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
+from airflow_training_guard.settings import (
+    ENV_AIRFLOW_API_CONN_ID,
+    ENV_CHECKPOINT_ROOT,
+    ENV_LEDGER_URL,
+    ENV_OUTPUT_ROOT,
+    default_ledger_url,
+    default_root,
+)
 
-#: Environment variables read on the worker when the pipeline does not say.
-LEDGER_URL_ENV = "TRAINING_GUARD_LEDGER_URL"
-OUTPUT_ROOT_ENV = "TRAINING_GUARD_OUTPUT_ROOT"
-CHECKPOINT_ROOT_ENV = "TRAINING_GUARD_CHECKPOINT_ROOT"
-#: Names the connection to the Airflow REST API (as for pre-flight's pool check).
-API_CONN_ENV = "TRAINING_GUARD_AIRFLOW_API_CONN_ID"
+#: Deprecated alias of :data:`airflow_training_guard.settings.ENV_LEDGER_URL` (imported by older code).
+LEDGER_URL_ENV = ENV_LEDGER_URL
 #: XCom key under which ``plan_partitions`` hands the run's reprocess mode to every mapped task.
 REPROCESS_XCOM_KEY = "reprocess_mode"
 #: XCom key of ``validate_request``'s part runs (``part_runs`` returns them to map ``start_part_runs``).
 PARTS_XCOM_KEY = "part_runs"
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,59}")
-#: Context variable holding a mapped task's partition key (``partition_key`` itself is the run's).
+#: Context variable and mapped argument holding a mapped task's partition key. Not ``partition_key``:
+#: Airflow reserves that context variable for the run's key and refuses to map over it.
 MAP_INDEX_FIELD = "unit_partition_key"
+#: Weight rule of every task: ``absolute``, so a task's priority is its own weight, not the sum over
+#: its downstream tasks (which would let a long backfill outrank the daily run).
+WEIGHT_RULE = "absolute"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Where a DAG's tasks queue: one pool at one priority (the SLA lane or the backfill lane).
+
+    :param pool: the Airflow pool of every task in the lane.
+    :param priority_weight: the priority of every task in the lane (weight rule :data:`WEIGHT_RULE`).
+    """
+
+    pool: str
+    priority_weight: int
+
+    def task_args(self) -> dict[str, Any]:
+        """The operator arguments that put a task into this lane."""
+        return {"pool": self.pool, "priority_weight": self.priority_weight, "weight_rule": WEIGHT_RULE}
 
 
 @dataclass(frozen=True)
 class WorkUnit:
     """Everything one unit of work needs; ``work(unit)`` is called once per partition key.
 
-    :param partition_key: the composite key, e.g. ``berlin|2026-11-01``.
-    :param parts: the key's parts by dimension name, ``{"city": "berlin", "date": "2026-11-01"}``.
+    :param partition_key: the composite key, e.g. ``berlin|2026-11-01``, with its dimension names
+        (``partition_key.dimensions == ("city", "date")``).
+    :param parts: the key's parts by dimension name, ``{"city": "berlin", "date": "2026-11-01"}``
+        (``partition_key.parts_by_dimension``).
     :param date: the key's date.
     :param output_dir: the private staging directory to write the output into (file output);
         published atomically after ``work`` returns. None for row output.
@@ -80,7 +110,7 @@ class WorkUnit:
     :param run_kind: ``"daily"`` or ``"backfill"``.
     """
 
-    partition_key: str
+    partition_key: PartitionKey
     parts: Mapping[str, str]
     date: dt.date
     output_dir: Path | None
@@ -192,43 +222,58 @@ class TrainingPipeline:
     def backfill_dag_id(self) -> str:
         return f"{self.name}_backfill"
 
-    def keys_for_date(self, day: str) -> tuple[str, ...]:
+    @property
+    def key_dimensions(self) -> tuple[str, ...]:
+        """The dimension names of every key, in order: the categorical ones, then ``"date"``."""
+        return (*(dimension.name for dimension in self.dimensions), "date")
+
+    @property
+    def sla_lane(self) -> Lane:
+        """The daily run's lane: ``sla_pool`` at ``daily_priority_weight``."""
+        return Lane(self.sla_pool, self.daily_priority_weight)
+
+    @property
+    def backfill_lane(self) -> Lane:
+        """The backfill's lane: ``backfill_pool`` at ``backfill_priority_weight``."""
+        return Lane(self.backfill_pool, self.backfill_priority_weight)
+
+    def partition_key(self, text: str) -> PartitionKey:
+        """``text`` as a key of this pipeline (one part per dimension, then the date), parsed once.
+
+        :raises GuardConfigError: when it is not a valid key or has the wrong number of parts.
+        """
+        return PartitionKey(text, dimensions=self.key_dimensions)
+
+    def keys_for_date(self, day: str) -> tuple[PartitionKey, ...]:
         """Every key of one date, all known values of every dimension."""
         combos: list[tuple[str, ...]] = [()]
         for dimension in self.dimensions:
             combos = [(*combo, value) for combo in combos for value in dimension.values]
-        return tuple(format_key(*combo, day) for combo in combos)
+        return tuple(PartitionKey.from_parts(*combo, day, dimensions=self.key_dimensions) for combo in combos)
 
     def ledger(self) -> PartitionLedger:
-        """The ledger, resolved on the worker (environment first, then ``$AIRFLOW_HOME``)."""
-        home = Path(os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow")))
-        url = (
-            self.ledger_url
-            or os.environ.get(LEDGER_URL_ENV)
-            or f"sqlite:///{home / 'training-guard' / 'ledger.db'}"
-        )
+        """The ledger, resolved on the worker.
+
+        ``ledger_url``, else ``$TRAINING_GUARD_LEDGER_URL``, else SQLite under ``$AIRFLOW_HOME``
+        (:func:`~airflow_training_guard.settings.default_ledger_url`); outputs under ``output_root``,
+        else ``$TRAINING_GUARD_OUTPUT_ROOT/partitions``.
+        """
+        url = self.ledger_url or default_ledger_url()
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        root = self.output_root or str(
-            Path(os.environ.get(OUTPUT_ROOT_ENV, str(home / "training-guard" / "outputs"))) / "partitions"
-        )
+        root = self.output_root or str(Path(default_root(ENV_OUTPUT_ROOT, "outputs")) / "partitions")
         return PartitionLedger(
             url, namespace=self.name, output_root=root, stale_after=self.execution_timeout * 2
         )
 
     def api_hook(self) -> AirflowApiHook | None:
         """The REST API client of the worker (``api_conn_id``, else ``$TRAINING_GUARD_AIRFLOW_API_CONN_ID``)."""
-        conn_id = self.api_conn_id or os.environ.get(API_CONN_ENV, "").strip()
+        conn_id = self.api_conn_id or os.environ.get(ENV_AIRFLOW_API_CONN_ID, "").strip()
         return AirflowApiHook(conn_id) if conn_id else None
 
     def checkpoint_policy(self) -> CheckpointPolicy:
-        home = Path(os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow")))
-        root = (
-            self.checkpoint_root
-            or os.environ.get(CHECKPOINT_ROOT_ENV)
-            or str(home / "training-guard" / "checkpoints")
-        )
-        return CheckpointPolicy(root=root)
+        """Checkpoints under ``checkpoint_root``, else ``$TRAINING_GUARD_CHECKPOINT_ROOT``, else ``$AIRFLOW_HOME``."""
+        return CheckpointPolicy(root=self.checkpoint_root or default_root(ENV_CHECKPOINT_ROOT, "checkpoints"))
 
 
 class PipelineDags(NamedTuple):
@@ -266,8 +311,7 @@ def run_unit(
         get_current_context()[MAP_INDEX_FIELD] = partition_key  # type: ignore[literal-required]
     except RuntimeError:  # called outside a running task (unit tests)
         pass
-    names = [dimension.name for dimension in pipeline.dimensions] + ["date"]
-    parts = dict(zip(names, parse_key(partition_key, dimensions=len(names)), strict=True))
+    partition_key = pipeline.partition_key(partition_key)
     ledger = pipeline.ledger()
     holder = _holder(context)
     # A retry takes back the key its earlier try claimed or failed (else mode "missing" skips it).
@@ -299,8 +343,8 @@ def run_unit(
     )
     unit = WorkUnit(
         partition_key=partition_key,
-        parts=parts,
-        date=dt.date.fromisoformat(parts["date"]),
+        parts=partition_key.parts_by_dimension,
+        date=dt.date.fromisoformat(partition_key.part("date")),
         output_dir=staging,
         checkpoint_dir=checkpoint_dir,
         fencing_token=claim.fencing_token,
@@ -411,7 +455,7 @@ def plan_daily_run(pipeline: TrainingPipeline, context: Mapping[str, Any]) -> tu
             raise AirflowFailException(
                 f"this is a native backfill run of {pipeline.daily_dag_id}; to make sure it does not run in "
                 f"the SLA pool {pipeline.sla_pool!r} the task must read its own pool from the Airflow REST "
-                f"API, and no API connection is set. Set {API_CONN_ENV} (or api_conn_id in the pipeline) to a "
+                f"API, and no API connection is set. Set {ENV_AIRFLOW_API_CONN_ID} (or api_conn_id in the pipeline) to a "
                 f"connection to the API server, or use the {pipeline.backfill_dag_id} DAG instead"
             )
         try:
@@ -438,7 +482,7 @@ def plan_daily_run(pipeline: TrainingPipeline, context: Mapping[str, Any]) -> tu
             pipeline.sla_pool,
             mode.value,
         )
-    keys = list(pipeline.keys_for_date(str(context["ds"])))
+    keys: list[str] = list(pipeline.keys_for_date(str(context["ds"])))
     return keys, mode or ReprocessMode.ALL
 
 
@@ -485,27 +529,37 @@ def plan_backfill_run(
     return [], runs
 
 
-def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
-    """Build the daily DAG and the backfill DAG of ``pipeline`` (see the module docstring)."""
-    dimension_text = " x ".join([*(d.name for d in pipeline.dimensions), "date"])
+def _dimension_text(pipeline: TrainingPipeline) -> str:
+    return " x ".join(pipeline.key_dimensions)
+
+
+def _start(pipeline: TrainingPipeline) -> dt.datetime:
+    return dt.datetime.combine(pipeline.start_date, dt.time(), tzinfo=dt.UTC)
+
+
+def _unit_doc(pipeline: TrainingPipeline) -> str:
     key_example = format_key(*(d.values[0] for d in pipeline.dimensions), "2026-11-01")
-    start = dt.datetime.combine(pipeline.start_date, dt.time(), tzinfo=dt.UTC)
-    unit_doc = (
+    return (
         f"One mapped task instance per partition key (`{key_example}`; the map index shows the key). It claims "
         "the key in the ledger with a fencing token, writes to a staging location and commits atomically; a "
         "superseded attempt publishes nothing. See docs/backfills.md."
     )
 
+
+def build_daily_dag(pipeline: TrainingPipeline) -> DAG:
+    """The scheduled ``<name>_daily`` DAG: every key of the run's date, in the SLA lane."""
+    lane = pipeline.sla_lane
+    dimension_text = _dimension_text(pipeline)
     with DAG(
         dag_id=pipeline.daily_dag_id,
-        description=f"{pipeline.name}: today's partitions ({dimension_text}) in pool {pipeline.sla_pool}",
+        description=f"{pipeline.name}: today's partitions ({dimension_text}) in pool {lane.pool}",
         schedule=pipeline.schedule,
-        start_date=start,
+        start_date=_start(pipeline),
         catchup=False,
         tags=["training-guard", "daily", *pipeline.tags],
         doc_md=(
             f"{pipeline.doc_md}\n\nDaily run of `{pipeline.name}`: every key of the run's date "
-            f"({dimension_text}) in pool `{pipeline.sla_pool}` at priority {pipeline.daily_priority_weight}. "
+            f"({dimension_text}) in pool `{lane.pool}` at priority {lane.priority_weight}. "
             f"For past dates use `{pipeline.backfill_dag_id}` (a form with a city multi-select), or the native "
             "Backfill dialog with the training-guard cluster policy enabled."
         ).strip(),
@@ -513,9 +567,7 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
 
         @task(
             task_id="plan_partitions",
-            pool=pipeline.sla_pool,
-            priority_weight=pipeline.daily_priority_weight,
-            weight_rule="absolute",
+            **lane.task_args(),
             doc_md="Lists the partition keys of the run's date (all known values) and decides their "
             "reprocess mode; refuses a native backfill run whose task instances are in the SLA pool (the "
             "cluster policy did not route them).",
@@ -534,24 +586,29 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
 
         @task(
             task_id="train_partition",
-            pool=pipeline.sla_pool,
-            priority_weight=pipeline.daily_priority_weight,
-            weight_rule="absolute",
+            **lane.task_args(),
             retries=pipeline.retries,
             execution_timeout=pipeline.execution_timeout,
             map_index_template="{{ " + MAP_INDEX_FIELD + " }}",
-            doc_md=unit_doc,
+            doc_md=_unit_doc(pipeline),
         )
-        def train_daily(key: str, **context: Any) -> dict[str, Any]:
-            return run_unit(pipeline, key, _daily_mode(context), context, run_kind="daily")
+        def train_daily(unit_partition_key: str, **context: Any) -> dict[str, Any]:
+            return run_unit(pipeline, unit_partition_key, _daily_mode(context), context, run_kind="daily")
 
-        train_daily.expand(key=plan_partitions())
+        train_daily.expand(unit_partition_key=plan_partitions())
+    return daily
 
+
+def build_backfill_dag(pipeline: TrainingPipeline) -> DAG:
+    """The UI-triggered ``<name>_backfill`` DAG: a form, validated, every key in the backfill lane."""
+    lane = pipeline.backfill_lane
     with DAG(
         dag_id=pipeline.backfill_dag_id,
-        description=f"{pipeline.name}: backfill a date range ({dimension_text}) in pool {pipeline.backfill_pool}",
+        description=(
+            f"{pipeline.name}: backfill a date range ({_dimension_text(pipeline)}) in pool {lane.pool}"
+        ),
         schedule=None,
-        start_date=start,
+        start_date=_start(pipeline),
         catchup=False,
         max_active_runs=pipeline.max_active_backfill_runs,
         params=backfill_params(pipeline.dimensions, max_days=pipeline.max_backfill_days),
@@ -559,16 +616,14 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
         doc_md=(
             f"{pipeline.doc_md}\n\nBackfill of `{pipeline.name}` from the UI: Trigger, pick the dates (at most "
             f"{pipeline.max_backfill_days} days, not today), the values of each dimension and the reprocess mode. "
-            f"Runs in pool `{pipeline.backfill_pool}` at priority {pipeline.backfill_priority_weight}, so the "
+            f"Runs in pool `{lane.pool}` at priority {lane.priority_weight}, so the "
             "daily run keeps its slots. Overlapping backfills and reruns are safe: every key commits exactly once."
         ).strip(),
     ) as backfill:
 
         @task(
             task_id="validate_request",
-            pool=pipeline.backfill_pool,
-            priority_weight=pipeline.backfill_priority_weight,
-            weight_rule="absolute",
+            **lane.task_args(),
             retries=0,
             doc_md="Validates the form (dates, order, future dates, range size, known values, malicious "
             "input) and lists the keys to process; on a bad request it fails with every problem and nothing "
@@ -598,24 +653,20 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
 
         @task(
             task_id="train_partition",
-            pool=pipeline.backfill_pool,
-            priority_weight=pipeline.backfill_priority_weight,
-            weight_rule="absolute",
+            **lane.task_args(),
             retries=pipeline.retries,
             execution_timeout=pipeline.execution_timeout,
             max_active_tis_per_dagrun=pipeline.max_active_tasks_per_backfill,
             map_index_template="{{ " + MAP_INDEX_FIELD + " }}",
-            doc_md=unit_doc,
+            doc_md=_unit_doc(pipeline),
         )
-        def train_backfill(key: str, **context: Any) -> dict[str, Any]:
+        def train_backfill(unit_partition_key: str, **context: Any) -> dict[str, Any]:
             mode = ReprocessMode.parse(context["params"].get(REPROCESS_FIELD, "missing"))
-            return run_unit(pipeline, key, mode, context, run_kind="backfill")
+            return run_unit(pipeline, unit_partition_key, mode, context, run_kind="backfill")
 
         @task(
             task_id="part_runs",
-            pool=pipeline.backfill_pool,
-            priority_weight=pipeline.backfill_priority_weight,
-            weight_rule="absolute",
+            **lane.task_args(),
             retries=0,
             doc_md="The part runs validate_request decided on (none unless the request has more keys than "
             "one run may map, [core] max_map_length); start_part_runs starts one run per part.",
@@ -625,7 +676,7 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
             return list(parts or [])
 
         planned = validate()
-        train_backfill.expand(key=planned)
+        train_backfill.expand(unit_partition_key=planned)
         parts = part_runs()
         planned >> parts
         TriggerDagRunOperator.partial(
@@ -633,13 +684,15 @@ def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
             trigger_dag_id=pipeline.backfill_dag_id,
             logical_date=None,
             wait_for_completion=False,
-            pool=pipeline.backfill_pool,
-            priority_weight=pipeline.backfill_priority_weight,
-            weight_rule="absolute",
+            **lane.task_args(),
             retries=0,
             map_index_template="{{ task.trigger_run_id }}",
             doc_md="Starts one run of this DAG per part of a request too large for one run, queued under "
             "max_active_runs. Every part run validates and plans its own keys against the same ledger.",
         ).expand_kwargs(parts)
+    return backfill
 
-    return PipelineDags(daily=daily, backfill=backfill)
+
+def build_dags(pipeline: TrainingPipeline) -> PipelineDags:
+    """Build the daily DAG and the backfill DAG of ``pipeline`` (see the module docstring)."""
+    return PipelineDags(daily=build_daily_dag(pipeline), backfill=build_backfill_dag(pipeline))

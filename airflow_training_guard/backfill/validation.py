@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_training_guard.exceptions import GuardConfigError
-from airflow_training_guard.partitions.keys import RESERVED_FIELD_NAMES, format_key, validate_part
+from airflow_training_guard.partitions.keys import (
+    RESERVED_FIELD_NAMES,
+    PartitionKey,
+    validate_part,
+)
 from airflow_training_guard.partitions.ledger import ReprocessMode
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -155,10 +159,18 @@ class BackfillRequest:
     def dates(self) -> tuple[str, ...]:
         return tuple((self.start + dt.timedelta(days=offset)).isoformat() for offset in range(self.days))
 
-    def partition_keys(self) -> tuple[str, ...]:
-        """Every partition key, ``city|date``; the dimensions vary slowest, the date fastest."""
+    def partition_keys(self) -> tuple[PartitionKey, ...]:
+        """Every partition key, ``city|date``; the dimensions vary slowest, the date fastest.
+
+        Each is a :class:`~airflow_training_guard.partitions.keys.PartitionKey` named by the
+        dimensions (``("city", "date")``).
+        """
+        names = (*(name for name, _ in self.selections), "date")
         value_lists = [values for _, values in self.selections]
-        return tuple(format_key(*combo) for combo in itertools.product(*value_lists, self.dates()))
+        return tuple(
+            PartitionKey.from_parts(*combo, dimensions=names)
+            for combo in itertools.product(*value_lists, self.dates())
+        )
 
     @property
     def key_count(self) -> int:

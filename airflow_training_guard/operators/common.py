@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_training_guard import __version__
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.manifest import RunManifest, file_sha256, utc_now_iso
-from airflow_training_guard.partitions.keys import require_key
+from airflow_training_guard.partitions.keys import PartitionKey, require_key
 from airflow_training_guard.policies.diagnostics import Diagnosis, failure_message
 from airflow_training_guard.policies.durations import DurationLike, parse_duration
 from airflow_training_guard.policies.timeouts import TimeoutPolicy, validate_buffer
@@ -60,11 +60,12 @@ class GivenArguments:
         self._kwargs.update(values)
 
 
-def check_partition_key(value: object, *, task_id: str) -> str:
+def check_partition_key(value: object, *, task_id: str) -> PartitionKey:
     """Validate a ``partition_key`` argument through :func:`~airflow_training_guard.partitions.keys.require_key`.
 
     Called when the DAG is parsed for a literal key, and by :func:`resolve_partition_key` for a
-    rendered or run-provided one, so both say the same thing.
+    rendered or run-provided one, so both say the same thing. Returns the key parsed once
+    (a :class:`~airflow_training_guard.partitions.keys.PartitionKey`, which is the string).
 
     :raises GuardConfigError: ``task '<id>': partition_key '<value>' is refused: <rule>``.
     """
@@ -74,7 +75,7 @@ def check_partition_key(value: object, *, task_id: str) -> str:
         raise GuardConfigError(f"task {task_id!r}: {err}") from None
 
 
-def resolve_partition_key(explicit: str | None, context: Context, *, task_id: str) -> str:
+def resolve_partition_key(explicit: str | None, context: Context, *, task_id: str) -> PartitionKey:
     """The partition a training task works on: explicit, else the run's ``partition_key``, else ``ds``.
 
     Airflow 3.3 runs of partitioned DAGs carry ``DagRun.partition_key``; classic scheduled runs

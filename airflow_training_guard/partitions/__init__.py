@@ -4,8 +4,9 @@ A model trained on 18 of 24 hourly partitions shipped with 8% lower NDCG. This r
 logic that prevents it; ``PartitionCompletenessSensor`` (``airflow_training_guard.sensors``) and
 its trigger are thin adapters around it.
 
-- :mod:`.keys`: the one canonical key format, ``|``-delimited like Airflow's ``ProductMapper``
-  (:func:`format_key`, :func:`parse_key`, :func:`key_fields` for path placeholders).
+- :mod:`.keys`: the one canonical key format, ``|``-delimited like Airflow's ``ProductMapper``:
+  :class:`PartitionKey` (a ``str`` parsed once, with its ``parts`` and ``dimensions``),
+  :func:`format_key`, :func:`parse_key`, :func:`key_fields` for path placeholders.
 - :mod:`.expected`: immutable expected sets: :class:`HoursOfDay` (23/24/25 hours, time-zone
   aware), :class:`HoursOfRange`, :class:`DaysOfRange` (inclusive), :class:`Product` (cities x
   dates), :class:`ExplicitKeys`.
@@ -42,6 +43,7 @@ from airflow_training_guard.partitions.expected import (
 from airflow_training_guard.partitions.keys import (
     DELIMITER,
     MAX_KEY_LENGTH,
+    PartitionKey,
     format_key,
     is_valid_key,
     key_fields,
@@ -68,6 +70,7 @@ __all__ = [
     "HoursOfDay",
     "HoursOfRange",
     "ObjectStorageSource",
+    "PartitionKey",
     "PartitionObservation",
     "PartitionSource",
     "PartitionStatus",

@@ -5,6 +5,12 @@ A partition key names one unit of data or work: ``"2026-11-01"``, ``"2026-11-01T
 delimiter of Airflow's ``ProductMapper``, so a key written here is the ``DagRun.partition_key``
 Airflow produces and the other way round.
 
+:class:`PartitionKey` is that text, parsed once: a ``str`` (so everything that stores, compares,
+logs or sends keys as strings keeps working) that also knows its :attr:`~PartitionKey.parts` and,
+when given, the names of its :attr:`~PartitionKey.dimensions` (``("city", "date")``), like
+Dagster's ``MultiPartitionKey``. Code that needs the parts of a key asks the key instead of
+splitting the text again.
+
 Keys end up in object-storage paths, file names, SQL parameters, log lines and shell commands, so
 every part must pass a conservative allow-list: ASCII letters, digits and ``- _ . : +``, starting
 with a letter or a digit, never ``..``. That is enough for the forms Airflow's mappers write
@@ -23,9 +29,10 @@ Standard library only: no Airflow import.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any, NoReturn
 
 from airflow_training_guard.exceptions import GuardConfigError
 
@@ -128,32 +135,109 @@ def validate_part(part: object, *, key: str | None = None) -> str:
     return part
 
 
-def format_key(*parts: str) -> str:
-    """Join ``parts`` into one key: ``format_key("berlin", "2026-11-01") == "berlin|2026-11-01"``.
+class PartitionKey(str):
+    """A validated partition key that knows its parts: ``PartitionKey("berlin|2026-11-01")``.
 
-    :raises GuardConfigError: when there are no parts, a part is invalid (see :func:`validate_part`)
-        or the key is longer than :data:`MAX_KEY_LENGTH`.
+    The text is parsed and checked once, when the key is made; afterwards :attr:`parts` and
+    :attr:`dimensions` are read, never re-split. Making a key from a key is free (the same object
+    comes back), so functions can accept ``str | PartitionKey`` and call ``PartitionKey(value)``.
+
+    It *is* the string (``PartitionKey("a|b") == "a|b"``, same hash, same ``repr``), so ledger
+    rows, XCom values, dict keys, log lines and SQL parameters see exactly the text they saw before.
+    Dimension names are metadata for the reader: they take no part in equality.
+
+    Immutable: assigning an attribute raises ``AttributeError``.
+
+    :param text: the key, ``|``-delimited (:data:`DELIMITER`).
+    :param dimensions: optional names of the parts in order, e.g. ``("city", "date")``; when given,
+        the key must have exactly that many parts. ``None`` keeps the names ``text`` already has
+        (when it is a :class:`PartitionKey`), else the key is unnamed.
+    :raises GuardConfigError: the key is not valid (the message names the value and the rule), or
+        has a different number of parts than ``dimensions`` names.
     """
-    if not parts:
-        raise GuardConfigError(
-            "format_key() needs at least one part, e.g. format_key('berlin', '2026-11-01')"
-        )
-    for part in parts:
-        validate_part(part)
-    key = DELIMITER.join(parts)
-    _check_length(key)
-    return key
+
+    parts: tuple[str, ...]
+    dimensions: tuple[str, ...]
+
+    def __new__(cls, text: object, *, dimensions: Sequence[str] | None = None) -> PartitionKey:
+        if isinstance(text, PartitionKey):
+            if dimensions is None or tuple(dimensions) == text.dimensions:
+                return text  # already parsed and checked
+            parts = text.parts
+        else:
+            parts = _split(text)
+        names = _check_dimensions(str(text), parts, dimensions)
+        key = super().__new__(cls, DELIMITER.join(parts))
+        object.__setattr__(key, "parts", parts)
+        object.__setattr__(key, "dimensions", names)
+        return key
+
+    @classmethod
+    def from_parts(cls, *parts: str, dimensions: Sequence[str] | None = None) -> PartitionKey:
+        """Join ``parts`` into a key: ``PartitionKey.from_parts("berlin", "2026-11-01")``.
+
+        :raises GuardConfigError: when there are no parts, a part is invalid (see
+            :func:`validate_part`) or the key is longer than :data:`MAX_KEY_LENGTH`.
+        """
+        if not parts:
+            raise GuardConfigError(
+                "a partition key needs at least one part, e.g. "
+                "PartitionKey.from_parts('berlin', '2026-11-01')"
+            )
+        for part in parts:
+            validate_part(part)
+        text = DELIMITER.join(parts)
+        _check_length(text)
+        names = _check_dimensions(text, parts, dimensions)
+        key = str.__new__(cls, text)
+        object.__setattr__(key, "parts", tuple(parts))
+        object.__setattr__(key, "dimensions", names)
+        return key
+
+    @property
+    def parts_by_dimension(self) -> dict[str, str]:
+        """The parts by dimension name: ``{"city": "berlin", "date": "2026-11-01"}``.
+
+        :raises GuardConfigError: when the key was made without dimension names.
+        """
+        if not self.dimensions:
+            raise GuardConfigError(
+                f"partition key {str(self)!r} has no dimension names; make it with "
+                f"PartitionKey({str(self)!r}, dimensions=(...)) naming its {len(self.parts)} part(s), "
+                "e.g. ('city', 'date')"
+            )
+        return dict(zip(self.dimensions, self.parts, strict=True))
+
+    def part(self, dimension: str) -> str:
+        """The part of one named dimension: ``key.part("date") == "2026-11-01"``.
+
+        :raises GuardConfigError: for a name the key does not have, listing the names it has.
+        """
+        by_dimension = self.parts_by_dimension
+        if dimension not in by_dimension:
+            raise GuardConfigError(
+                f"partition key {str(self)!r} has no dimension {dimension!r}; its dimensions are "
+                f"{list(self.dimensions)}"
+            )
+        return by_dimension[dimension]
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"PartitionKey is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"PartitionKey is immutable; cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (multiprocessing, deepcopy) as text and names; unpickling re-validates.
+        return (_rebuild, (str(self), self.dimensions or None))
 
 
-def parse_key(text: str, *, dimensions: int | None = None) -> tuple[str, ...]:
-    """Split a key into its validated parts: ``parse_key("berlin|2026-11-01") == ("berlin", "2026-11-01")``.
+def _rebuild(text: str, dimensions: Sequence[str] | None) -> PartitionKey:
+    return PartitionKey(text, dimensions=dimensions)
 
-    ``parse_key(format_key(*parts)) == parts`` for every valid tuple of parts.
 
-    :param text: the key.
-    :param dimensions: the number of parts the key must have, if known.
-    :raises GuardConfigError: when the text is not a valid key or has the wrong number of parts.
-    """
+def _split(text: object) -> tuple[str, ...]:
+    """The validated parts of ``text``; the one place a key's text is split."""
     if not isinstance(text, str):
         hint = "; use .isoformat() for dates" if isinstance(text, date) else ""
         raise GuardConfigError(f"partition key {text!r} is a {type(text).__name__}, not a string{hint}")
@@ -163,6 +247,62 @@ def parse_key(text: str, *, dimensions: int | None = None) -> tuple[str, ...]:
     parts = tuple(text.split(DELIMITER))
     for part in parts:
         validate_part(part, key=text)
+    return parts
+
+
+def _check_dimensions(text: str, parts: Sequence[str], dimensions: Sequence[str] | None) -> tuple[str, ...]:
+    if dimensions is None:
+        return ()
+    if isinstance(dimensions, str):
+        raise GuardConfigError(
+            f"dimensions {dimensions!r} of partition key {text!r} must be a sequence of names such as "
+            "('city', 'date'), not one string"
+        )
+    names = tuple(dimensions)
+    if len(set(names)) != len(names) or not all(isinstance(name, str) and name for name in names):
+        raise GuardConfigError(
+            f"dimension names {list(names)} of partition key {text!r} must be distinct, non-empty strings"
+        )
+    if len(parts) != len(names):
+        raise GuardConfigError(
+            f"partition key {text!r} has {len(parts)} part(s) but {len(names)} are expected "
+            f"({DELIMITER.join(names)}); composite keys join their parts with {DELIMITER!r}, e.g. "
+            f"'berlin|2026-11-01'"
+        )
+    return names
+
+
+def as_partition_keys(keys: Iterable[object]) -> tuple[PartitionKey, ...]:
+    """Every key of ``keys`` as a :class:`PartitionKey` (each parsed once; keys already parsed are kept)."""
+    return tuple(PartitionKey(key) for key in keys)
+
+
+def format_key(*parts: str) -> PartitionKey:
+    """Join ``parts`` into one key: ``format_key("berlin", "2026-11-01") == "berlin|2026-11-01"``.
+
+    The same as :meth:`PartitionKey.from_parts` without dimension names.
+
+    :raises GuardConfigError: when there are no parts, a part is invalid (see :func:`validate_part`)
+        or the key is longer than :data:`MAX_KEY_LENGTH`.
+    """
+    if not parts:
+        raise GuardConfigError(
+            "format_key() needs at least one part, e.g. format_key('berlin', '2026-11-01')"
+        )
+    return PartitionKey.from_parts(*parts)
+
+
+def parse_key(text: str, *, dimensions: int | None = None) -> tuple[str, ...]:
+    """Split a key into its validated parts: ``parse_key("berlin|2026-11-01") == ("berlin", "2026-11-01")``.
+
+    ``parse_key(format_key(*parts)) == parts`` for every valid tuple of parts. Prefer
+    :class:`PartitionKey`, which keeps the parts with the key.
+
+    :param text: the key (a :class:`PartitionKey` is not parsed again).
+    :param dimensions: the number of parts the key must have, if known.
+    :raises GuardConfigError: when the text is not a valid key or has the wrong number of parts.
+    """
+    parts = text.parts if isinstance(text, PartitionKey) else _split(text)
     if dimensions is not None and len(parts) != dimensions:
         raise GuardConfigError(
             f"partition key {text!r} has {len(parts)} part(s) but {dimensions} are expected; composite "
@@ -171,8 +311,8 @@ def parse_key(text: str, *, dimensions: int | None = None) -> tuple[str, ...]:
     return parts
 
 
-def require_key(text: object, *, name: str = "partition_key") -> str:
-    """Return ``text`` if it is a valid key, else raise naming the parameter it was given as.
+def require_key(text: object, *, name: str = "partition_key") -> PartitionKey:
+    """Return ``text`` as a :class:`PartitionKey` if it is a valid key, else raise naming the parameter.
 
     What operators call on their ``partition_key`` argument (when the DAG is parsed, or after
     rendering when it is templated) and on the run's ``partition_key``: the key reaches the
@@ -183,16 +323,15 @@ def require_key(text: object, *, name: str = "partition_key") -> str:
     :raises GuardConfigError: ``partition_key '<value>' is refused: <the rule it breaks>``.
     """
     try:
-        parse_key(text)  # type: ignore[arg-type]
+        return PartitionKey(text)
     except GuardConfigError as err:
         raise GuardConfigError(f"{name} {text!r} is refused: {err}") from None
-    return text  # type: ignore[return-value]
 
 
 def is_valid_key(text: object) -> bool:
-    """Whether ``text`` is a valid key (see :func:`parse_key`); never raises."""
+    """Whether ``text`` is a valid key (see :class:`PartitionKey`); never raises."""
     try:
-        parse_key(text)  # type: ignore[arg-type]
+        PartitionKey(text)
     except GuardConfigError:
         return False
     return True
@@ -272,8 +411,9 @@ def key_fields(key: str, names: Sequence[str | None] | None = None) -> dict[str,
     :param key: a valid key.
     :param names: optional dimension names, one per part.
     """
-    parts = parse_key(key)
-    fields: dict[str, str] = {"partition_key": key}
+    partition_key = PartitionKey(key)
+    parts = partition_key.parts
+    fields: dict[str, str] = {"partition_key": str(partition_key)}
     for index, part in enumerate(parts):
         fields[str(index)] = part
     for name, part in zip(names or (), parts, strict=False):

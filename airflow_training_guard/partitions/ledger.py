@@ -5,9 +5,12 @@ keys, appended duplicate feature rows and the model overfit (train loss 0.3, val
 Here every unit of work goes through three steps, and only the newest claimant can finish them:
 
 1. :meth:`PartitionLedger.claim` takes the key: one ``UPDATE`` raises the row's ``fencing_token``
-   by one and returns it. Whether the key is claimed at all depends on the reprocess mode
-   (:class:`ReprocessMode`): ``missing`` and ``failed`` leave committed keys and live claims alone,
-   ``all`` always takes the key, which turns every older attempt into a stale one.
+   by one and returns it. Whether the key is claimed at all depends on its :class:`LedgerState`
+   and the reprocess mode (:class:`ReprocessMode`): ``missing`` and ``failed`` leave committed keys
+   and live claims alone, ``all`` always takes the key, which turns every older attempt into a
+   stale one. That decision is one rule, :class:`Eligibility`, which :meth:`PartitionLedger.claim`
+   evaluates in SQL (atomically, on the locked row) and :meth:`PartitionLedger.plan` in Python, so
+   the plan a backfill logs is the decision its claims make.
 2. The work writes its output to a private staging directory (:meth:`PartitionLedger.staging_dir`),
    or produces rows in memory.
 3. :meth:`PartitionLedger.publish` commits. The ledger ``UPDATE ... WHERE fencing_token = :mine``
@@ -72,18 +75,21 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from airflow_training_guard.exceptions import GuardConfigError, TrainingGuardError
-from airflow_training_guard.partitions.keys import parse_key, validate_part
+from airflow_training_guard.partitions.keys import PartitionKey, validate_part
 from airflow_training_guard.policies.paths import path_segment
 from airflow_training_guard.runtime.publish import publish_dir
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
     from sqlalchemy.engine import Connection
 
 __all__ = [
     "Claim",
     "Commit",
+    "Eligibility",
     "LedgerEntry",
     "LedgerPlan",
+    "LedgerState",
     "PartitionLedger",
     "ReprocessMode",
     "StaleClaimError",
@@ -100,7 +106,7 @@ ledger_table = Table(
     metadata,
     Column("namespace", String(250), primary_key=True),
     Column("partition_key", String(250), primary_key=True),
-    # new -> claimed -> committed | failed; a committed key goes back to claimed on a rerun.
+    # A LedgerState: new -> claimed -> committed | failed; a committed key goes back to claimed on a rerun.
     Column("state", String(16), nullable=False),
     Column("fencing_token", Integer, nullable=False),
     Column("holder", String(500), nullable=True),
@@ -179,6 +185,118 @@ class ReprocessMode(enum.StrEnum):
         )
 
 
+class LedgerState(enum.StrEnum):
+    """The state of one key in the ledger, stored as its value in the ``state`` column.
+
+    ``new`` (a row made before its first claim; also what a key without a row counts as) ->
+    ``claimed`` -> ``committed`` or ``failed``; a claim in any mode the key is eligible for moves it
+    back to ``claimed``. A ``str`` enum: stored rows, ``entry.state == "committed"`` and tuples of
+    states compare as the plain strings they were before the enum.
+    """
+
+    NEW = "new"
+    CLAIMED = "claimed"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+    @classmethod
+    def parse(cls, value: object) -> LedgerState:
+        """The state of a stored value; a value this version does not know is a :class:`LedgerError`."""
+        try:
+            return cls(value)  # type: ignore[arg-type]
+        except ValueError:
+            raise LedgerError(
+                f"ledger state {value!r} is not one of {[state.value for state in cls]}; the row was "
+                "written by another version of airflow-training-guard: upgrade this one to match"
+            ) from None
+
+    @property
+    def skip_reason(self) -> str:
+        """Why a plan skips a key in this state (see :meth:`PartitionLedger.plan`)."""
+        return {LedgerState.CLAIMED: "in progress", LedgerState.COMMITTED: "already committed"}.get(
+            self, self.value
+        )
+
+
+#: The states a run in each mode takes. One table for :class:`Eligibility`'s SQL and Python forms.
+ELIGIBLE_STATES: Mapping[ReprocessMode, frozenset[LedgerState]] = {
+    ReprocessMode.MISSING: frozenset({LedgerState.NEW}),
+    ReprocessMode.FAILED: frozenset({LedgerState.NEW, LedgerState.FAILED}),
+    ReprocessMode.ALL: frozenset(LedgerState),
+}
+#: The states an earlier try of the same task instance may have left its key in (see ``retry_of``).
+RETRYABLE_STATES = frozenset({LedgerState.CLAIMED, LedgerState.FAILED})
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """The one rule for whether a run may take a key: :meth:`PartitionLedger.claim` and :meth:`~PartitionLedger.plan`.
+
+    A key is eligible when
+
+    1. its state is in :data:`ELIGIBLE_STATES` for ``mode`` (every state for ``all``), where a
+       claim older than ``stale_before`` counts as ``new`` (its worker died); or
+    2. ``retry_of`` is set and the key is ``claimed`` or ``failed`` by a holder starting with it:
+       an earlier try of this task instance, which is over (Airflow retries only after a try ended).
+
+    The claim evaluates :meth:`where` inside its one ``UPDATE``/upsert (on the newest, locked row, so
+    concurrent claims cannot both win); the plan evaluates :meth:`allows` on rows it read. Before
+    this class each had its own copy of the rule.
+
+    :param mode: the run's reprocess mode.
+    :param stale_before: claims taken before this instant (naive UTC) are abandoned.
+    :param retry_of: the holder prefix every try of one task instance shares, or None.
+    """
+
+    mode: ReprocessMode
+    stale_before: dt.datetime
+    retry_of: str | None = None
+
+    @property
+    def states(self) -> frozenset[LedgerState]:
+        """The states eligible in ``mode`` (before the stale-claim and retry rules)."""
+        return ELIGIBLE_STATES[self.mode]
+
+    def allows(
+        self, state: LedgerState | str | None, claimed_at: dt.datetime | None, holder: str | None
+    ) -> bool:
+        """Whether a key in ``state`` (None: no row yet) may be taken; the rule in Python."""
+        if self.mode is ReprocessMode.ALL:
+            return True
+        current = LedgerState.NEW if state is None else LedgerState.parse(state)
+        if self.is_abandoned(current, claimed_at):
+            current = LedgerState.NEW
+        if current in self.states:
+            return True
+        return bool(
+            self.retry_of
+            and current in RETRYABLE_STATES
+            and holder is not None
+            and holder.startswith(self.retry_of)
+        )
+
+    def is_abandoned(self, state: LedgerState | str, claimed_at: dt.datetime | None) -> bool:
+        """Whether a claim is older than ``stale_before`` (it counts as ``new``)."""
+        return state == LedgerState.CLAIMED and claimed_at is not None and claimed_at < self.stale_before
+
+    def where(self, table: Table) -> ColumnElement[bool] | None:
+        """The rule as a SQL condition on ``table``'s row; None when every row is eligible."""
+        if self.mode is ReprocessMode.ALL:
+            return None
+        column = table.c
+        condition: ColumnElement[bool] = column.state.in_(sorted(self.states))
+        if LedgerState.NEW in self.states:
+            abandoned = and_(column.state == LedgerState.CLAIMED, column.claimed_at < self.stale_before)
+            condition = or_(condition, abandoned)
+        if self.retry_of:
+            own_earlier_try = and_(
+                column.state.in_(sorted(RETRYABLE_STATES)),
+                column.holder.startswith(self.retry_of, autoescape=True),
+            )
+            condition = or_(condition, own_earlier_try)
+        return condition
+
+
 class StaleClaimError(TrainingGuardError):
     """A newer claim took the key: this attempt's output was not published (and never will be)."""
 
@@ -198,7 +316,7 @@ class Claim:
     """
 
     namespace: str
-    partition_key: str
+    partition_key: PartitionKey
     fencing_token: int
     holder: str
 
@@ -220,7 +338,7 @@ class LedgerEntry:
     """One key's ledger row."""
 
     partition_key: str
-    state: str
+    state: LedgerState
     fencing_token: int
     holder: str | None
     claimed_at: dt.datetime | None
@@ -391,25 +509,13 @@ class PartitionLedger:
             retried for and succeed without committing it. A still-running zombie of the earlier try
             loses its publish to the new fencing token.
         """
-        parse_key(partition_key)
-        mode = ReprocessMode.parse(mode)
+        partition_key = PartitionKey(partition_key)
         now = _now()
+        eligibility = self.eligibility(mode, now=now, retry_of=retry_of)
         table = ledger_table
         where_key = and_(table.c.namespace == self.namespace, table.c.partition_key == partition_key)
-        stale = and_(table.c.state == "claimed", table.c.claimed_at < now - self.stale_after)
-        condition: Any
-        if mode is ReprocessMode.MISSING:
-            condition = or_(table.c.state == "new", stale)
-        elif mode is ReprocessMode.FAILED:
-            condition = or_(table.c.state.in_(("new", "failed")), stale)
-        else:
-            condition = True
-        if retry_of and condition is not True:
-            own_earlier_try = and_(
-                table.c.state.in_(("claimed", "failed")), table.c.holder.startswith(retry_of, autoescape=True)
-            )
-            condition = or_(condition, own_earlier_try)
-        claimed = {"state": "claimed", "holder": holder[:500], "claimed_at": now, "error": None}
+        condition = eligibility.where(table)
+        claimed = {"state": LedgerState.CLAIMED, "holder": holder[:500], "claimed_at": now, "error": None}
         if self.engine.dialect.name in ("postgresql", "sqlite"):
             token = self._claim_upsert(partition_key, condition, claimed)
             return None if token is None else Claim(self.namespace, partition_key, int(token), holder)
@@ -417,22 +523,23 @@ class PartitionLedger:
             self._ensure_row(conn, partition_key)
             # One statement: the row lock makes concurrent claims of one key take turns, and each
             # re-checks the condition on the newest row (PostgreSQL re-evaluates WHERE after a wait).
-            result = conn.execute(
-                update(table)
-                .where(where_key, condition)
-                .values(fencing_token=table.c.fencing_token + 1, **claimed)
-            )
+            statement = update(table).where(where_key)
+            if condition is not None:
+                statement = statement.where(condition)
+            result = conn.execute(statement.values(fencing_token=table.c.fencing_token + 1, **claimed))
             if result.rowcount != 1:
                 return None
             token = conn.execute(select(table.c.fencing_token).where(where_key)).scalar_one()
         return Claim(self.namespace, partition_key, int(token), holder)
 
-    def _claim_upsert(self, partition_key: str, condition: Any, claimed: Mapping[str, Any]) -> int | None:
+    def _claim_upsert(
+        self, partition_key: str, condition: ColumnElement[bool] | None, claimed: Mapping[str, Any]
+    ) -> int | None:
         """The claim as ONE statement on PostgreSQL and SQLite; the new fencing token, or None.
 
-        ``INSERT ... ON CONFLICT DO UPDATE SET fencing_token = fencing_token + 1 WHERE <mode> RETURNING``:
-        a new key is inserted already claimed with token 1; an existing row is locked and the mode's
-        condition is evaluated on its newest version (as the ``UPDATE`` of the generic path), so
+        ``INSERT ... ON CONFLICT DO UPDATE SET fencing_token = fencing_token + 1 WHERE <eligible> RETURNING``:
+        a new key is inserted already claimed with token 1; an existing row is locked and the
+        :class:`Eligibility` condition (None: always) is evaluated on its newest version (as the ``UPDATE`` of the generic path), so
         concurrent claims of one key still take turns. One statement needs no explicit transaction:
         run in autocommit it is one round trip instead of five (issue 17).
         """
@@ -460,7 +567,7 @@ class PartitionLedger:
         values = {
             "namespace": self.namespace,
             "partition_key": partition_key,
-            "state": "new",
+            "state": LedgerState.NEW,
             "fencing_token": 0,
             "commits": 0,
         }
@@ -494,7 +601,7 @@ class PartitionLedger:
 
     def key_dir(self, partition_key: str) -> Path:
         """The directory holding every version of one key's output (one safe segment per value)."""
-        parse_key(partition_key)
+        partition_key = PartitionKey(partition_key)
         return self._require_output_root() / path_segment(self.namespace) / path_segment(partition_key)
 
     def staging_dir(self, claim: Claim) -> Path:
@@ -540,9 +647,11 @@ class PartitionLedger:
         where_key = and_(table.c.namespace == self.namespace, table.c.partition_key == claim.partition_key)
         result = conn.execute(
             update(table)
-            .where(where_key, table.c.fencing_token == claim.fencing_token, table.c.state == "claimed")
+            .where(
+                where_key, table.c.fencing_token == claim.fencing_token, table.c.state == LedgerState.CLAIMED
+            )
             .values(
-                state="committed",
+                state=LedgerState.COMMITTED,
                 committed_token=claim.fencing_token,
                 committed_at=_now(),
                 commits=table.c.commits + 1,
@@ -728,9 +837,9 @@ class PartitionLedger:
                     table.c.namespace == self.namespace,
                     table.c.partition_key == claim.partition_key,
                     table.c.fencing_token == claim.fencing_token,
-                    table.c.state == "claimed",
+                    table.c.state == LedgerState.CLAIMED,
                 )
-                .values(state="failed", error=error[:4000])
+                .values(state=LedgerState.FAILED, error=error[:4000])
             )
         return result.rowcount == 1
 
@@ -777,44 +886,54 @@ class PartitionLedger:
             ).scalars()
             return [json.loads(payload) for payload in payloads]
 
+    def eligibility(
+        self, mode: ReprocessMode | str, *, now: dt.datetime | None = None, retry_of: str | None = None
+    ) -> Eligibility:
+        """The :class:`Eligibility` rule of a run in ``mode`` now, with this ledger's ``stale_after``."""
+        return Eligibility(
+            mode=ReprocessMode.parse(mode),
+            stale_before=(now or _now()) - self.stale_after,
+            retry_of=retry_of or None,
+        )
+
     def plan(self, keys: Sequence[str], mode: ReprocessMode | str) -> LedgerPlan:
-        """Which of ``keys`` a run in ``mode`` would process now (read-only; claims decide for real)."""
-        mode = ReprocessMode.parse(mode)
-        states: dict[str, tuple[str, dt.datetime | None]] = {}
+        """Which of ``keys`` a run in ``mode`` would process now (read-only; claims decide for real).
+
+        Decided by the same :class:`Eligibility` rule as :meth:`claim`.
+        """
+        eligibility = self.eligibility(mode)
+        rows: dict[str, Any] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(keys), _IN_CHUNK):
                 chunk = list(keys[start : start + _IN_CHUNK])
-                for row in conn.execute(
+                for found in conn.execute(
                     select(
-                        ledger_table.c.partition_key, ledger_table.c.state, ledger_table.c.claimed_at
+                        ledger_table.c.partition_key,
+                        ledger_table.c.state,
+                        ledger_table.c.claimed_at,
+                        ledger_table.c.holder,
                     ).where(
                         ledger_table.c.namespace == self.namespace, ledger_table.c.partition_key.in_(chunk)
                     )
                 ):
-                    states[row.partition_key] = (row.state, row.claimed_at)
-        stale_before = _now() - self.stale_after
+                    rows[found.partition_key] = found
         to_run: list[str] = []
         skipped: dict[str, str] = {}
-        for key in keys:
-            state, claimed_at = states.get(key, ("new", None))
-            if state == "claimed" and claimed_at is not None and claimed_at < stale_before:
-                state = "new"  # abandoned
-            if (
-                mode is ReprocessMode.ALL
-                or state == "new"
-                or (mode is ReprocessMode.FAILED and state == "failed")
-            ):
-                to_run.append(key)
+        for partition_key in keys:
+            row = rows.get(partition_key)  # None: never claimed, which counts as new
+            state, claimed_at, holder = (row.state, row.claimed_at, row.holder) if row else (None, None, None)
+            if eligibility.allows(state, claimed_at, holder):
+                to_run.append(partition_key)
             else:
-                skipped[key] = {"claimed": "in progress", "committed": "already committed"}.get(state, state)
-        return LedgerPlan(mode=mode, to_run=tuple(to_run), skipped=skipped)
+                skipped[partition_key] = LedgerState.parse(state).skip_reason
+        return LedgerPlan(mode=eligibility.mode, to_run=tuple(to_run), skipped=skipped)
 
 
 def entry_from_row(row: Any) -> LedgerEntry:
     """A :class:`LedgerEntry` from a row of the ledger table (any object with its column attributes)."""
     return LedgerEntry(
         partition_key=row.partition_key,
-        state=row.state,
+        state=LedgerState.parse(row.state),
         fencing_token=int(row.fencing_token),
         holder=row.holder,
         claimed_at=row.claimed_at,

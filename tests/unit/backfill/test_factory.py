@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from airflow_training_guard.backfill.factory import TrainingPipeline, build_dags
+from airflow_training_guard.backfill.factory import (
+    Lane,
+    TrainingPipeline,
+    build_backfill_dag,
+    build_dags,
+    build_daily_dag,
+)
 from airflow_training_guard.backfill.validation import Dimension
 from airflow_training_guard.exceptions import GuardConfigError
 
@@ -50,6 +56,31 @@ def test_backfill_form_has_dates_city_multiselect_and_reprocess() -> None:
 def test_keys_for_date_are_composite_and_canonical() -> None:
     keys = _pipeline().keys_for_date("2026-11-01")
     assert len(keys) == 30 and keys[0] == "city00|2026-11-01"
+    assert keys[0].parts_by_dimension == {"city": "city00", "date": "2026-11-01"}
+
+
+def test_each_builder_puts_every_task_of_its_dag_into_its_lane() -> None:
+    pipeline = _pipeline(sla_pool="gpu_sla", backfill_pool="gpu_backfill", daily_priority_weight=50)
+    assert pipeline.sla_lane == Lane("gpu_sla", 50)
+    assert pipeline.backfill_lane == Lane("gpu_backfill", 1)
+    daily, backfill = build_daily_dag(pipeline), build_backfill_dag(pipeline)
+    assert daily.dag_id == "pricing_daily" and backfill.dag_id == "pricing_backfill"
+    for dag, lane in ((daily, pipeline.sla_lane), (backfill, pipeline.backfill_lane)):
+        for task in dag.tasks:
+            assert (task.pool, task.priority_weight, task.weight_rule) == (
+                lane.pool,
+                lane.priority_weight,
+                "absolute",
+            )
+
+
+def test_a_pipeline_reads_its_own_keys_with_dimension_names() -> None:
+    key = _pipeline().partition_key("city07|2026-11-01")
+    assert key.dimensions == ("city", "date") and key.part("city") == "city07"
+    with pytest.raises(
+        GuardConfigError, match=r"'2026-11-01' has 1 part\(s\) but 2 are expected \(city\|date\)"
+    ):
+        _pipeline().partition_key("2026-11-01")
 
 
 @pytest.mark.parametrize(

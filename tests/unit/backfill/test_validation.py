@@ -41,7 +41,7 @@ def test_valid_request_gives_composite_keys_city_then_date() -> None:
 
 def test_missing_city_selection_means_every_known_city() -> None:
     request = _validate(start_date="2026-11-01", end_date="2026-11-01")
-    assert [key.split("|")[0] for key in request.partition_keys()] == ["berlin", "paris", "rome"]
+    assert [key.part("city") for key in request.partition_keys()] == ["berlin", "paris", "rome"]
     assert request.reprocess is ReprocessMode.MISSING
 
 

@@ -13,11 +13,13 @@ from airflow_training_guard.partitions.keys import (
     DELIMITER,
     MAX_KEY_LENGTH,
     SHELL_METACHARACTERS,
+    PartitionKey,
     format_key,
     is_valid_key,
     key_fields,
     parse_key,
     parse_temporal,
+    require_key,
     validate_part,
 )
 
@@ -224,3 +226,89 @@ def test_naive_hour_keys_are_utc_and_have_an_empty_offset() -> None:
         "",
         "23",
     )
+
+
+# -- PartitionKey: the key parsed once, with its parts ---------------------------------------------
+
+
+def test_a_partition_key_is_the_string_and_knows_its_parts_and_dimensions() -> None:
+    key = PartitionKey("berlin|2026-11-01", dimensions=("city", "date"))
+    assert key == "berlin|2026-11-01" and isinstance(key, str)
+    assert hash(key) == hash("berlin|2026-11-01")
+    assert {"berlin|2026-11-01": 1}[key] == 1
+    assert repr(key) == repr("berlin|2026-11-01")  # logs and error messages read as before
+    assert key.parts == ("berlin", "2026-11-01")
+    assert key.dimensions == ("city", "date")
+    assert key.parts_by_dimension == {"city": "berlin", "date": "2026-11-01"}
+    assert key.part("date") == "2026-11-01"
+
+
+def test_making_a_partition_key_from_a_partition_key_does_not_parse_it_again() -> None:
+    key = PartitionKey("berlin|2026-11-01", dimensions=("city", "date"))
+    assert PartitionKey(key) is key
+    assert PartitionKey(key, dimensions=("city", "date")) is key
+    renamed = PartitionKey(key, dimensions=("region", "day"))
+    assert renamed == key and renamed.dimensions == ("region", "day")
+
+
+def test_format_key_and_from_parts_return_partition_keys() -> None:
+    key = format_key("berlin", "2026-11-01")
+    assert isinstance(key, PartitionKey) and key.parts == ("berlin", "2026-11-01") and key.dimensions == ()
+    named = PartitionKey.from_parts("berlin", "2026-11-01", dimensions=("city", "date"))
+    assert named.parts_by_dimension == {"city": "berlin", "date": "2026-11-01"}
+
+
+def test_require_key_returns_a_partition_key() -> None:
+    assert require_key("berlin|2026-11-01").parts == ("berlin", "2026-11-01")
+
+
+def test_a_partition_key_is_immutable() -> None:
+    key = PartitionKey("berlin|2026-11-01")
+    with pytest.raises(AttributeError, match="immutable"):
+        key.parts = ("paris", "2026-11-01")  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del key.dimensions  # type: ignore[misc]
+    assert key.parts == ("berlin", "2026-11-01")
+
+
+def test_a_partition_key_survives_pickling_with_its_dimensions() -> None:
+    import copy
+    import pickle
+
+    key = PartitionKey("berlin|2026-11-01", dimensions=("city", "date"))
+    for copied in (pickle.loads(pickle.dumps(key)), copy.deepcopy(key)):
+        assert copied == key and copied.parts == key.parts and copied.dimensions == ("city", "date")
+
+
+def test_an_invalid_partition_key_names_the_value_and_the_rule() -> None:
+    with pytest.raises(GuardConfigError, match=r"part 'a/b' of 'berlin\|a/b' contains '/', a path separator"):
+        PartitionKey("berlin|a/b")
+    with pytest.raises(GuardConfigError, match=r"partition key 5 is a int, not a string"):
+        PartitionKey(5)
+
+
+def test_a_partition_key_must_have_one_part_per_named_dimension() -> None:
+    with pytest.raises(
+        GuardConfigError, match=r"'2026-11-01' has 1 part\(s\) but 2 are expected \(city\|date\)"
+    ):
+        PartitionKey("2026-11-01", dimensions=("city", "date"))
+    with pytest.raises(GuardConfigError, match="not one string"):
+        PartitionKey("berlin", dimensions="city")
+    with pytest.raises(GuardConfigError, match="distinct, non-empty"):
+        PartitionKey("a|b", dimensions=("city", "city"))
+
+
+def test_an_unnamed_partition_key_says_how_to_name_its_dimensions() -> None:
+    key = PartitionKey("berlin|2026-11-01")
+    with pytest.raises(GuardConfigError, match=r"has no dimension names; make it with PartitionKey\("):
+        _ = key.parts_by_dimension
+    named = PartitionKey(key, dimensions=("city", "date"))
+    with pytest.raises(
+        GuardConfigError, match=r"has no dimension 'hour'; its dimensions are \['city', 'date'\]"
+    ):
+        named.part("hour")
+
+
+@given(st.lists(VALID_PART, min_size=1, max_size=5))
+def test_a_partition_key_of_formatted_parts_has_those_parts(parts: list[str]) -> None:
+    assert PartitionKey("|".join(parts)).parts == tuple(parts)

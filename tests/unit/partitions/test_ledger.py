@@ -11,7 +11,9 @@ import pytest
 
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.partitions.ledger import (
+    Eligibility,
     LedgerError,
+    LedgerState,
     PartitionLedger,
     ReprocessMode,
     StaleClaimError,
@@ -260,3 +262,85 @@ def test_retry_prefix_wildcards_are_literal(ledger: PartitionLedger) -> None:
     assert claim is not None
     wildcard = "dag%/run/t[0] try "
     assert ledger.claim("oslo|2026-11-01", mode="missing", holder=wildcard + "2", retry_of=wildcard) is None
+
+
+def test_the_ledger_state_is_an_enum_that_compares_as_the_stored_string(ledger: PartitionLedger) -> None:
+    claim = ledger.claim("oslo|2026-11-04", mode="missing")
+    assert claim is not None
+    entry = ledger.entry("oslo|2026-11-04")
+    assert entry is not None and entry.state is LedgerState.CLAIMED
+    assert entry.state == "claimed" and (entry.state, entry.fencing_token) == ("claimed", 1)
+
+
+def test_an_unknown_stored_state_is_an_error_that_names_it() -> None:
+    with pytest.raises(LedgerError, match=r"ledger state 'archived' is not one of \['new', 'claimed'"):
+        LedgerState.parse("archived")
+
+
+NOW = dt.datetime(2026, 11, 1, 12, 0)
+STALE_BEFORE = NOW - dt.timedelta(hours=6)
+LIVE = NOW - dt.timedelta(minutes=5)
+ABANDONED = NOW - dt.timedelta(hours=7)
+
+
+@pytest.mark.parametrize(
+    ("mode", "state", "claimed_at", "holder", "eligible"),
+    [
+        ("missing", None, None, None, True),
+        ("missing", "new", None, None, True),
+        ("missing", "claimed", LIVE, "other try 1", False),
+        ("missing", "claimed", ABANDONED, "other try 1", True),
+        ("missing", "failed", LIVE, "other try 1", False),
+        ("missing", "committed", LIVE, "dag/run/t[0] try 1", False),
+        ("missing", "claimed", LIVE, "dag/run/t[0] try 1", True),
+        ("missing", "failed", LIVE, "dag/run/t[0] try 1", True),
+        ("failed", "failed", LIVE, "other try 1", True),
+        ("failed", "claimed", LIVE, "other try 1", False),
+        ("failed", "committed", LIVE, "other try 1", False),
+        ("all", "claimed", LIVE, "other try 1", True),
+        ("all", "committed", LIVE, "other try 1", True),
+    ],
+)
+def test_one_eligibility_rule_gives_the_same_answer_in_python_and_in_sql(
+    tmp_path: Path,
+    mode: str,
+    state: str | None,
+    claimed_at: dt.datetime | None,
+    holder: str | None,
+    eligible: bool,
+) -> None:
+    """claim (SQL) and plan (Python) once each had their own copy of this rule (issue 15)."""
+    from sqlalchemy import create_engine, insert, select
+
+    from airflow_training_guard.partitions.ledger import ledger_table, metadata
+
+    rule = Eligibility(ReprocessMode.parse(mode), stale_before=STALE_BEFORE, retry_of="dag/run/t[0] try ")
+    assert rule.allows(state, claimed_at, holder) is eligible
+    engine = create_engine(f"sqlite:///{tmp_path / 'rule.db'}")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ledger_table).values(
+                namespace="n",
+                partition_key="k",
+                state=state or "new",
+                fencing_token=1,
+                holder=holder,
+                claimed_at=claimed_at,
+                commits=0,
+            )
+        )
+        condition = rule.where(ledger_table)
+        query = select(ledger_table.c.partition_key)
+        if condition is not None:
+            query = query.where(condition)
+        assert (conn.execute(query).first() is not None) is eligible
+
+
+def test_plan_and_claim_agree_on_an_abandoned_claim(tmp_path: Path) -> None:
+    ledger = PartitionLedger(
+        f"sqlite:///{tmp_path / 'l.db'}", namespace="n", stale_after=dt.timedelta(microseconds=1)
+    )
+    assert ledger.claim("k", mode="all") is not None
+    assert ledger.plan(["k"], "missing").to_run == ("k",)
+    assert ledger.claim("k", mode="missing") is not None
