@@ -50,14 +50,15 @@ class CheckpointSettings:
     :param claim_name: the PersistentVolumeClaim holding checkpoints; each (DAG, task,
         partition_key) gets its own sub-path of it. ``None``: an emptyDir, so checkpoints live only
         as long as the pod and a retry starts from step 0 (logged).
-    :param mount_path: where the program sees its checkpoint directory (absolute).
+    :param root: the checkpoint root as the program sees it: where the volume is mounted (absolute);
+        the same concept as the local operator's and the backfill factory's ``checkpoint_root``.
     :param path_template: the sub-path layout; must contain ``{partition_key}``.
     :param every_steps: save every this many steps; ``None``: the profile's value.
     :param keep_last: keep this many newest valid checkpoints; ``None``: the profile's value.
     """
 
     claim_name: str | None = None
-    mount_path: str = "/checkpoints"
+    root: str = "/checkpoints"
     path_template: str = "{dag_id}/{task_id}/{partition_key}"
     every_steps: int | None = None
     keep_last: int | None = None
@@ -66,7 +67,7 @@ class CheckpointSettings:
     ARGUMENTS: ClassVar[Mapping[str, str]] = MappingProxyType(
         {
             "checkpoint_claim_name": "claim_name",
-            "checkpoint_mount_path": "mount_path",
+            "checkpoint_root": "root",
             "checkpoint_path_template": "path_template",
             "checkpoint_every_steps": "every_steps",
             "checkpoint_keep_last": "keep_last",
@@ -83,10 +84,10 @@ class CheckpointSettings:
                 "name; use lower-case letters, digits, '-' and '.', e.g. 'training-checkpoints' "
                 "(kubectl get pvc lists the namespace's claims), or None for an emptyDir"
             )
-        path = self.mount_path
+        path = self.root
         if not isinstance(path, str) or not os.path.isabs(path) or path.rstrip("/") == "":
             raise GuardConfigError(
-                f"checkpoint_mount_path={path!r} (CheckpointSettings.mount_path) must be an absolute "
+                f"checkpoint_root={path!r} (CheckpointSettings.root) must be an absolute "
                 "directory other than '/', e.g. '/checkpoints'"
             )
         for name in ("every_steps", "keep_last"):
@@ -102,7 +103,7 @@ class CheckpointSettings:
     def policy(self, profile: GuardProfile | None) -> CheckpointPolicy:
         """The layout and retention, with the profile's values where these settings leave ``None``."""
         return CheckpointPolicy(
-            root=self.mount_path,
+            root=self.root,
             path_template=self.path_template,
             keep_last=self.keep_last or (profile.checkpoint_keep_last if profile else 1),
             every_steps=self.every_steps or (profile.checkpoint_every_steps if profile else 1),

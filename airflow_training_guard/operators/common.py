@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_training_guard import __version__
@@ -58,6 +60,30 @@ class GivenArguments:
     def replace(self, values: Mapping[str, Any]) -> None:
         """Pass these values (derived from what was given) whatever the call or ``default_args`` say."""
         self._kwargs.update(values)
+
+
+def renamed_argument(kwargs: dict[str, Any], *, old: str, new: str, value: Any) -> Any:
+    """The value of parameter ``new``, also accepting its former name ``old`` (with a deprecation warning).
+
+    ``old`` is taken from the call (removed from ``kwargs``, so BaseOperator never sees an unknown
+    argument) or from ``default_args``; giving both names is an error naming both.
+
+    :raises GuardConfigError: when ``old`` and ``new`` are both given.
+    """
+    if old in kwargs:
+        former = kwargs.pop(old)
+    elif value is None and old in (kwargs.get("default_args") or {}):
+        former = kwargs["default_args"][old]
+    else:
+        return value
+    if value is not None:
+        raise GuardConfigError(f"{old}={former!r} and {new}={value!r} are the same setting; pass only {new}")
+    warnings.warn(
+        f"{old} is renamed {new} (one name for the checkpoint root in every operator); pass {new}={former!r}",
+        AirflowProviderDeprecationWarning,
+        stacklevel=3,
+    )
+    return former
 
 
 def check_partition_key(value: object, *, task_id: str) -> PartitionKey:

@@ -84,7 +84,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
     :param gpu: those settings as one :class:`GpuSettings` (shareable between tasks); not with them.
     :param kueue_queue_name: submit through Kueue's LocalQueue of this name, admitted by quota.
     :param checkpoint_claim_name: the PVC holding checkpoints (``None``: an emptyDir). With
-        ``checkpoint_mount_path``, ``checkpoint_path_template``, ``checkpoint_every_steps`` and
+        ``checkpoint_root`` (where the volume is mounted), ``checkpoint_path_template``, ``checkpoint_every_steps`` and
         ``checkpoint_keep_last``: the fields of ``checkpoint=``.
     :param checkpoint: those settings as one :class:`CheckpointSettings`; not with them.
     :param output_dir: where the program writes its model inside the container.
@@ -125,7 +125,7 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         gpu: GpuSettings | None = None,
         kueue_queue_name: str | None = None,
         checkpoint_claim_name: str | None = None,
-        checkpoint_mount_path: str | None = None,
+        checkpoint_root: str | None = None,
         checkpoint_path_template: str | None = None,
         checkpoint_every_steps: int | None = None,
         checkpoint_keep_last: int | None = None,
@@ -144,6 +144,9 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
         pins: Mapping[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
+        checkpoint_root = common.renamed_argument(
+            kwargs, old="checkpoint_mount_path", new="checkpoint_root", value=checkpoint_root
+        )
         given = GivenArguments(kwargs)
         self.guard_profile = get_profile(profile)
         self.pod_security = pod_security_rules.check_mode(pod_security)

@@ -52,10 +52,10 @@ def test_gpu_settings_object_builds_the_same_pod_as_the_flat_arguments() -> None
 
 def test_checkpoint_settings_object_builds_the_same_pod_as_the_flat_arguments() -> None:
     flat = make(
-        checkpoint_claim_name="training-checkpoints", checkpoint_mount_path="/ckpt", checkpoint_every_steps=25
+        checkpoint_claim_name="training-checkpoints", checkpoint_root="/ckpt", checkpoint_every_steps=25
     )
     grouped = make(
-        checkpoint=CheckpointSettings(claim_name="training-checkpoints", mount_path="/ckpt", every_steps=25)
+        checkpoint=CheckpointSettings(claim_name="training-checkpoints", root="/ckpt", every_steps=25)
     )
     assert flat.checkpoint_policy == grouped.checkpoint_policy
     assert pod_of(flat) == pod_of(grouped)
@@ -108,3 +108,38 @@ def test_every_settings_field_has_exactly_one_flat_operator_parameter(kind: type
     assert sorted(kind.ARGUMENTS.values()) == sorted(f.name for f in dataclasses.fields(kind))
     for name in kind.ARGUMENTS:
         assert parameters[name].default is None, f"{name} must default to None (= not given)"
+
+
+def test_former_checkpoint_mount_path_still_works_with_a_deprecation_warning() -> None:
+    """``checkpoint_root`` is the one name for the checkpoint root (local, backfill and pod operators)."""
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+    from airflow.sdk import DAG
+
+    for where in ("call", "default_args"):
+        given = {"checkpoint_mount_path": "/ckpt"}
+        with (
+            pytest.warns(
+                AirflowProviderDeprecationWarning, match="checkpoint_mount_path is renamed checkpoint_root"
+            ),
+            DAG(
+                dag_id=f"renamed_{where}",
+                schedule=None,
+                start_date=START,
+                default_args=given if where != "call" else {},
+            ),
+        ):
+            op = GuardedTrainingPodOperator(
+                task_id="train",
+                image=PINNED,
+                expected_runtime="2h",
+                namespace="ml",
+                **(given if where == "call" else {}),
+            )
+        assert op.checkpoint.root == "/ckpt", where
+        mounts = pod_of(op)["spec"]["containers"][0]["volumeMounts"]
+        assert any(mount["mountPath"] == "/ckpt" for mount in mounts), (where, mounts)
+
+
+def test_both_names_of_the_checkpoint_root_are_refused_naming_both() -> None:
+    with pytest.raises(GuardConfigError, match="checkpoint_mount_path='/a' and checkpoint_root='/b'"):
+        make(checkpoint_mount_path="/a", checkpoint_root="/b")
