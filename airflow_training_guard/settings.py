@@ -27,7 +27,7 @@ OPTION_FORBID_UNPINNED_IMAGES = "forbid_unpinned_images"
 ENV_CHECKPOINT_ROOT = "TRAINING_GUARD_CHECKPOINT_ROOT"
 #: Where models and partition outputs go when a DAG does not say.
 ENV_OUTPUT_ROOT = "TRAINING_GUARD_OUTPUT_ROOT"
-#: The exactly-once ledger's SQLAlchemy URL.
+#: The exactly-once ledger: an Airflow connection id (password kept in the connection) or a SQLAlchemy URL.
 ENV_LEDGER_URL = "TRAINING_GUARD_LEDGER_URL"
 
 

@@ -45,19 +45,28 @@ _HUB_SCHEMES = ("hf://", "hf+http://", "hf+https://")
 
 
 def check_registry_url(url: str) -> None:
-    """Reject a registry URL this package cannot open, with the accepted forms in the message."""
+    """Reject a registry this package cannot open, with the accepted forms in the message.
+
+    A SQL registry is an Airflow connection id (its password stays in the connection) or a
+    SQLAlchemy URL; see :mod:`airflow_training_guard.hooks.sql`.
+    """
+    from airflow_training_guard.hooks.sql import is_connection_id, safe_database_name
+
     if not isinstance(url, str) or not (
-        url.startswith(("sqlite:", "postgresql", "mysql")) or url.startswith(_HUB_SCHEMES)
+        url.startswith(("sqlite:", "postgresql", "mysql"))
+        or url.startswith(_HUB_SCHEMES)
+        or is_connection_id(url)
     ):
+        shown = safe_database_name(url) if isinstance(url, str) else repr(url)
         raise GuardConfigError(
-            f"registry {url!r} is not a registry URL; use 'sqlite:////abs/path/registry.db', "
-            "'postgresql+psycopg://user@host/db', 'hf://' (the Hub, token from HF_TOKEN) or "
-            "'hf+http://127.0.0.1:8080' (a Hub-compatible endpoint)"
+            f"registry {shown} is not a registry URL; use the id of an Airflow SQL connection "
+            "('registry_db'), 'sqlite:////abs/path/registry.db', 'postgresql+psycopg://user@host/db', "
+            "'hf://' (the Hub, token from HF_TOKEN) or 'hf+http://127.0.0.1:8080' (a Hub-compatible endpoint)"
         )
 
 
 def registry_from_url(url: str) -> ModelRegistry:
-    """Open a registry: a SQLAlchemy URL, ``hf://`` (huggingface.co) or ``hf+https://<endpoint>``."""
+    """Open a registry: an Airflow SQL connection id, a SQLAlchemy URL, ``hf://`` or ``hf+https://<endpoint>``."""
     import os
 
     check_registry_url(url)
