@@ -44,6 +44,7 @@ __all__ = ["SqlConnectionError", "engine_for", "is_connection_id", "safe_databas
 
 #: Airflow's connection ids: what ``AIRFLOW_CONN_<ID>`` and the UI accept.
 _CONN_ID = re.compile(r"[A-Za-z0-9_.-]+")
+_USERINFO_PASSWORD = re.compile(r"(:)[^@/\s]*@")
 #: A pooled connection idle longer than this is replaced when next checked out (servers and
 #: firewalls drop idle connections; a key's work can run for hours between claim and publish).
 POOL_RECYCLE_SECONDS = 300
@@ -72,7 +73,8 @@ def safe_database_name(value: str) -> str:
 
         return make_url(value).render_as_string(hide_password=True)
     except ArgumentError:
-        return str(redact(value))
+        # Not even a URL ("postgres//user:pw@db"): still hide whatever sits between ':' and '@'.
+        return _USERINFO_PASSWORD.sub(r"\1***@", str(redact(value)))
 
 
 def engine_for(conn_id_or_url: str) -> Engine:
@@ -125,12 +127,32 @@ def _url_engine(value: str) -> Engine:
         ) from None
 
 
-def _connection_engine(conn_id: str) -> Engine:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
+def _get_connection(conn_id: str) -> Any:
+    """The connection, wherever Airflow keeps it.
+
+    Tasks get it through the execution API and the API server from its secrets backends and the
+    metadata database (the Task SDK's lookup). Other processes, such as the ``airflow
+    training-guard`` commands, see only environment variables and external backends there, so the
+    metadata database is asked too.
+    """
     from airflow.sdk import BaseHook
 
     try:
-        connection = BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
+    except Exception as not_found:
+        try:
+            from airflow.models.connection import Connection
+
+            return Connection.get_connection_from_secrets(conn_id)
+        except Exception:
+            raise not_found from None
+
+
+def _connection_engine(conn_id: str) -> Engine:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    try:
+        connection = _get_connection(conn_id)
     except Exception as err:
         raise SqlConnectionError(
             f"connection {conn_id!r} is not defined ({type(err).__name__}); create it (UI, `airflow "
@@ -140,7 +162,7 @@ def _connection_engine(conn_id: str) -> Engine:
     if connection.password:
         mask(connection.password)
     try:
-        hook = connection.get_hook()  # type: ignore[no-untyped-call]
+        hook = connection.get_hook()
     except Exception as err:
         raise SqlConnectionError(
             f"connection {conn_id!r} of type {connection.conn_type!r} has no usable hook "
@@ -152,6 +174,10 @@ def _connection_engine(conn_id: str) -> Engine:
             f"connection {conn_id!r} is of type {connection.conn_type!r}, whose hook "
             f"{type(hook).__name__} is not a SQL hook; use a postgres, mysql or sqlite connection"
         )
+    if getattr(hook, "_connection", None) is None:
+        # The hook would look the connection up again, in the Task SDK's backends only (no metadata
+        # database outside tasks and servers): give it the one found. common.sql's own cache slot.
+        setattr(hook, "_connection", connection)  # noqa: B010
     try:
         url: URL = hook.sqlalchemy_url
     except NotImplementedError:

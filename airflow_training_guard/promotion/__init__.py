@@ -57,10 +57,10 @@ def check_registry_url(url: str) -> None:
         or url.startswith(_HUB_SCHEMES)
         or is_connection_id(url)
     ):
-        shown = safe_database_name(url) if isinstance(url, str) else repr(url)
+        shown = safe_database_name(url) if isinstance(url, str) else url
         raise GuardConfigError(
-            f"registry {shown} is not a registry URL; use the id of an Airflow SQL connection "
-            "('registry_db'), 'sqlite:////abs/path/registry.db', 'postgresql+psycopg://user@host/db', "
+            f"registry {shown!r} is not a registry URL; use 'sqlite:////abs/path/registry.db', "
+            "'postgresql+psycopg://user@host/db', the id of an Airflow SQL connection ('registry_db'), "
             "'hf://' (the Hub, token from HF_TOKEN) or 'hf+http://127.0.0.1:8080' (a Hub-compatible endpoint)"
         )
 

@@ -118,20 +118,16 @@ def test_a_missing_connection_says_how_to_create_it() -> None:
         engine_for("tg_nowhere")
 
 
-def test_a_task_reads_the_ledger_connection_from_the_metadata_database(
-    postgres_database: str, run_dag, airflow_db
-) -> None:
-    """In a task, the connection comes through the execution API from the metadata database."""
+def _add_metadata_connection(conn_id: str, postgres_database: str) -> str:
     from airflow.models import Connection
-    from airflow.sdk import DAG, task
     from airflow.utils.session import create_session
 
     params = conninfo_to_dict(postgres_database)
     with create_session() as session:
-        session.query(Connection).filter(Connection.conn_id == "tg_meta_ledger").delete()
+        session.query(Connection).filter(Connection.conn_id == conn_id).delete()
         session.add(
             Connection(
-                conn_id="tg_meta_ledger",
+                conn_id=conn_id,
                 conn_type="postgres",
                 host=params.get("host") or "127.0.0.1",
                 port=int(params.get("port") or 5432),
@@ -140,6 +136,26 @@ def test_a_task_reads_the_ledger_connection_from_the_metadata_database(
                 schema=params["dbname"],
             )
         )
+    return params["dbname"]
+
+
+def test_a_cli_process_reads_the_registry_connection_from_the_metadata_database(
+    postgres_database: str, airflow_db
+) -> None:
+    """Outside tasks and servers (the training-guard CLI) the Task SDK does not read the metadata DB."""
+    _add_metadata_connection("tg_meta_registry", postgres_database)
+    registry = SqlModelRegistry("tg_meta_registry")
+    assert registry.compare_and_swap("ranker", Observed(pointer=None, token=0), _pointer(1))
+    assert PASSWORD not in repr(registry)
+
+
+def test_a_task_reads_the_ledger_connection_from_the_metadata_database(
+    postgres_database: str, run_dag, airflow_db
+) -> None:
+    """In a task, the connection comes through the execution API from the metadata database."""
+    from airflow.sdk import DAG, task
+
+    database = _add_metadata_connection("tg_meta_ledger", postgres_database)
 
     with DAG("tg_ledger_connection", schedule=None, start_date=pendulum.datetime(2026, 11, 1)) as dag:
 
@@ -154,7 +170,5 @@ def test_a_task_reads_the_ledger_connection_from_the_metadata_database(
         commit()
 
     assert run_dag(dag) == {"commit": "success"}
-    checker = PartitionLedger(
-        f"postgresql+psycopg://postgres@127.0.0.1:5432/{params['dbname']}", namespace="meta"
-    )
+    checker = PartitionLedger(f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}", namespace="meta")
     assert [row["n"] for row in checker.read_rows("oslo|2026-11-01")] == [1]

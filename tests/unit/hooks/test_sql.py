@@ -58,3 +58,7 @@ def test_a_connection_id_is_a_valid_registry() -> None:
 def test_an_empty_value_is_refused_with_both_forms_named() -> None:
     with pytest.raises(SqlConnectionError, match=r"connection id .* nor a SQLAlchemy URL"):
         engine_for("  ")
+
+
+def test_a_value_that_is_not_even_a_url_is_shown_without_its_password() -> None:
+    assert safe_database_name("postgres//ledger:Hidden-2024-Pw@db/ml") == "postgres//ledger:***@db/ml"
