@@ -43,7 +43,7 @@ OPTION_SLA_POOL_SLOTS = "sla_pool_slots"
 ENV_CHECKPOINT_ROOT = "TRAINING_GUARD_CHECKPOINT_ROOT"
 #: Where models and partition outputs go when a DAG does not say.
 ENV_OUTPUT_ROOT = "TRAINING_GUARD_OUTPUT_ROOT"
-#: The exactly-once ledger's SQLAlchemy URL.
+#: The exactly-once ledger: an Airflow connection id (password kept in the connection) or a SQLAlchemy URL.
 ENV_LEDGER_URL = "TRAINING_GUARD_LEDGER_URL"
 #: The connection to Airflow's REST API a task uses to read its own pool and its backfill.
 ENV_AIRFLOW_API_CONN_ID = "TRAINING_GUARD_AIRFLOW_API_CONN_ID"

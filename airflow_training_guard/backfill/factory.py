@@ -50,6 +50,7 @@ from airflow_training_guard.backfill.validation import (
 )
 from airflow_training_guard.exceptions import GuardConfigError
 from airflow_training_guard.hooks.airflow_api import AirflowApiError, AirflowApiHook
+from airflow_training_guard.hooks.sql import engine_for
 from airflow_training_guard.partitions.keys import PartitionKey, format_key
 from airflow_training_guard.partitions.ledger import PartitionLedger, ReprocessMode, StaleClaimError
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
@@ -144,7 +145,8 @@ class TrainingPipeline:
     :param max_active_tasks_per_backfill: mapped tasks one backfill run may run at once (None: the pool decides).
     :param retries: retries of a unit of work.
     :param execution_timeout: hard limit of one unit of work.
-    :param ledger_url: SQLAlchemy URL of the ledger; default ``$TRAINING_GUARD_LEDGER_URL`` or SQLite under
+    :param ledger_url: the ledger's Airflow connection id (any ``common.sql`` connection: postgres,
+        mysql, sqlite) or SQLAlchemy URL; default ``$TRAINING_GUARD_LEDGER_URL`` or SQLite under
         ``$AIRFLOW_HOME/training-guard``.
     :param output_root: absolute root of committed outputs; default ``$TRAINING_GUARD_OUTPUT_ROOT/partitions``.
     :param checkpoint_root: absolute root of checkpoints; default ``$TRAINING_GUARD_CHECKPOINT_ROOT``.
@@ -263,7 +265,7 @@ class TrainingPipeline:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         root = self.output_root or str(Path(default_root(ENV_OUTPUT_ROOT, "outputs")) / "partitions")
         return PartitionLedger(
-            url, namespace=self.name, output_root=root, stale_after=self.execution_timeout * 2
+            engine_for(url), namespace=self.name, output_root=root, stale_after=self.execution_timeout * 2
         )
 
     def api_hook(self) -> AirflowApiHook | None:

@@ -543,6 +543,25 @@ class LocalTrainingOperator(BaseOperator):
         }
         self.log.info("effective configuration: %s", json.dumps(redact(config), sort_keys=True))
 
+    # -- OpenLineage (docs/lineage.md): called by the provider's listener when it is installed ----------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_training_guard.lineage import training_lineage
+
+        return training_lineage(None, pins=parse_pins(self.pins, task_id=self.task_id))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The pins in, the model artifact out, from the run manifest; on failure the pins only."""
+        from airflow_training_guard.lineage import run_manifest_at, training_lineage
+
+        output_dir = self.output_dir or self._default_output_dir(
+            resolve_partition_key(
+                self.partition_key, task_instance.get_template_context(), task_id=self.task_id
+            )
+        )
+        manifest = run_manifest_at(output_dir, task_instance)
+        return training_lineage(manifest, pins=parse_pins(self.pins, task_id=self.task_id))
+
 
 def _command_file_digests(command: Sequence[str], cwd: str | None) -> dict[str, str]:
     """sha256 of the program files the command names (``train.py``), so a changed program is named."""

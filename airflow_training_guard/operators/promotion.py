@@ -224,6 +224,25 @@ class PromoteModelOperator(_RegistryOperator):
             raise AirflowException(redact(str(err))) from err
         return self._finish(result, fail_on_reject=self.fail_on_reject)
 
+    # -- OpenLineage (docs/lineage.md): called by the provider's listener when it is installed ----------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_training_guard.lineage import promotion_lineage, read_manifest
+
+        manifest = read_manifest(self.manifest_path)
+        return promotion_lineage(manifest, model_name=self.model_name, registry=self.model_registry)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The candidate model artifact in; the production pointer out when this run moved it."""
+        from airflow_training_guard.lineage import promotion_lineage, read_manifest
+
+        return promotion_lineage(
+            read_manifest(self.manifest_path),
+            model_name=self.model_name,
+            registry=self.model_registry,
+            promoted_by=_promoted_by(task_instance.get_template_context(), self.dag_id, self.task_id),
+        )
+
 
 class RollbackModelOperator(_RegistryOperator):
     """Move production back to the content of an earlier version, by compare-and-swap.

@@ -513,3 +513,21 @@ class GuardedTrainingPodOperator(KubernetesPodOperator):
             last_log_lines=self._last_log_lines,
             upstream=upstream,
         )
+
+    # -- OpenLineage (docs/lineage.md): called by the provider's listener when it is installed ----------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_training_guard.lineage import training_lineage
+
+        digest = self.image_reference.digest if self.image_reference else None
+        pins = common.parse_pins(self.pins, task_id=self.task_id)
+        return training_lineage(None, pins=pins, image=str(self.image), image_digest=digest)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Pins and image in; the model artifact out, with its SHA-256 when the worker sees the files."""
+        from airflow_training_guard.lineage import run_manifest_at, training_lineage
+
+        digest = self.image_reference.digest if self.image_reference else None
+        pins = common.parse_pins(self.pins, task_id=self.task_id)
+        manifest = run_manifest_at(self.worker_output_dir, task_instance)
+        return training_lineage(manifest, pins=pins, image=str(self.image), image_digest=digest)

@@ -10,8 +10,8 @@ page needs to validate a request exactly like the DAG's own ``validate_request``
 - the ledger's ``stale_after``: twice the ``train_partition`` task's ``execution_timeout``, as
   ``TrainingPipeline.ledger()`` sets it.
 
-The ledger is resolved like the workers resolve it: ``$TRAINING_GUARD_LEDGER_URL``, else SQLite
-under ``$AIRFLOW_HOME/training-guard/ledger.db``. A pipeline built with an explicit ``ledger_url``
+The ledger is resolved like the workers resolve it: ``$TRAINING_GUARD_LEDGER_URL`` (an Airflow
+connection id or a SQLAlchemy URL), else SQLite under ``$AIRFLOW_HOME/training-guard/ledger.db``. A pipeline built with an explicit ``ledger_url``
 needs the same URL in the API server's environment.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
 from airflow_training_guard.backfill.factory import LEDGER_URL_ENV
 from airflow_training_guard.backfill.validation import (
@@ -37,6 +37,7 @@ from airflow_training_guard.backfill.validation import (
     require_splittable,
     validate_request,
 )
+from airflow_training_guard.hooks.sql import engine_for
 from airflow_training_guard.partitions.ledger import metadata
 
 if TYPE_CHECKING:
@@ -167,19 +168,16 @@ def ledger_url() -> str:
     return os.environ.get(LEDGER_URL_ENV) or f"sqlite:///{home / 'training-guard' / 'ledger.db'}"
 
 
-_ENGINES: dict[str, Engine] = {}
-
-
 def ledger_engine() -> Engine:
-    """One pooled engine per ledger URL and process; the tables are created once if missing."""
+    """The ledger's pooled engine (a connection id or a URL, :func:`~..hooks.sql.engine_for`); tables created once."""
     url = ledger_url()
-    engine = _ENGINES.get(url)
-    if engine is None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(url)
+    if url not in _TABLES_CHECKED:
         metadata.create_all(engine, checkfirst=True)
-        _ENGINES[url] = engine
+        _TABLES_CHECKED.add(url)
     return engine
+
+
+_TABLES_CHECKED: set[str] = set()

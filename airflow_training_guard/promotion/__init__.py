@@ -47,15 +47,24 @@ _HUB_SCHEMES = ("hf://", "hf+http://", "hf+https://")
 
 
 def check_registry_url(url: str) -> None:
-    """Reject a registry URL this package cannot open, with the accepted forms in the message."""
+    """Reject a registry this package cannot open, with the accepted forms in the message.
+
+    A SQL registry is an Airflow connection id (its password stays in the connection) or a
+    SQLAlchemy URL; see :mod:`airflow_training_guard.hooks.sql`.
+    """
+    from airflow_training_guard.hooks.sql import is_connection_id, safe_database_name
+
     if not isinstance(url, str) or not (
-        url.startswith(("sqlite:", "postgresql", "mysql")) or url.startswith(_HUB_SCHEMES)
+        url.startswith(("sqlite:", "postgresql", "mysql"))
+        or url.startswith(_HUB_SCHEMES)
+        or is_connection_id(url)
     ):
+        shown = safe_database_name(url) if isinstance(url, str) else url
         raise GuardConfigError(
-            f"registry {url!r} is not a registry URL; use 'sqlite:////abs/path/registry.db', "
-            "'postgresql+psycopg://user@host/db', 'hf://' (the Hub: endpoint and token from the "
-            "huggingface_hub connection) or 'hf+https://hub.example.com' (that endpoint, the token from "
-            "the connection)"
+            f"registry {shown!r} is not a registry URL; use 'sqlite:////abs/path/registry.db', "
+            "'postgresql+psycopg://user@host/db', the id of an Airflow SQL connection ('registry_db'), "
+            "'hf://' (the Hub: endpoint and token from the huggingface_hub connection) or "
+            "'hf+https://hub.example.com' (that endpoint, the token from the connection)"
         )
 
 
@@ -64,7 +73,7 @@ DEFAULT_HUB_CONN_ID = "huggingface_hub_default"
 
 
 def registry_from_url(url: str, *, hub_conn_id: str | None = DEFAULT_HUB_CONN_ID) -> ModelRegistry:
-    """Open a registry: a SQLAlchemy URL, ``hf://`` or ``hf+https://<endpoint>``.
+    """Open a registry: an Airflow SQL connection id, a SQLAlchemy URL, ``hf://`` or ``hf+https://<endpoint>``.
 
     For the Hub, ``hub_conn_id`` names the ``huggingface_hub`` Airflow connection that gives the
     write token (password) and, for ``hf://``, the endpoint (host; default huggingface.co);

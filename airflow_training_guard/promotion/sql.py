@@ -23,13 +23,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     insert,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
+from airflow_training_guard.hooks.sql import engine_for
 from airflow_training_guard.promotion.registry import (
     HistoryEntry,
     Observed,
@@ -68,23 +68,17 @@ history_table = Table(
 )
 
 
-def _engine_for(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        # Concurrent writers wait for the file lock instead of failing with "database is locked".
-        return create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-    return create_engine(url, pool_pre_ping=True)
-
-
 class SqlModelRegistry:
     """Production pointers and their history in a SQL database.
 
-    :param url_or_engine: a SQLAlchemy URL (``sqlite:////path/registry.db``,
+    :param url_or_engine: the id of an Airflow SQL connection (``registry_db``; the password stays in
+        the connection), a SQLAlchemy URL (``sqlite:////path/registry.db``,
         ``postgresql+psycopg://user@host/db``) or an :class:`~sqlalchemy.Engine`.
     :param create_tables: create the two tables if they do not exist.
     """
 
     def __init__(self, url_or_engine: str | Engine, *, create_tables: bool = True) -> None:
-        self.engine = _engine_for(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        self.engine = engine_for(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         if create_tables:
             self.create_tables()
 
@@ -173,4 +167,5 @@ class SqlModelRegistry:
         ]
 
     def close(self) -> None:
+        """Close the pooled connections (the engine, shared per database in this process, stays usable)."""
         self.engine.dispose()
