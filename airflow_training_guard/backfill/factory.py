@@ -39,7 +39,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_training_guard import telemetry
 from airflow_training_guard.backfill.params import backfill_params
 from airflow_training_guard.backfill.policy import is_backfill_run
-from airflow_training_guard.backfill.pools import BACKFILL_POOL, SLA_POOL
+from airflow_training_guard.backfill.pools import BACKFILL_POOL, SLA_POOL, configured_pool_names
 from airflow_training_guard.backfill.validation import (
     REPROCESS_FIELD,
     BackfillRequest,
@@ -54,6 +54,7 @@ from airflow_training_guard.hooks.sql import engine_for
 from airflow_training_guard.partitions.keys import PartitionKey, format_key
 from airflow_training_guard.partitions.ledger import PartitionLedger, ReprocessMode, StaleClaimError
 from airflow_training_guard.policies.checkpoints import CheckpointPolicy
+from airflow_training_guard.policies.durations import DurationLike, parse_duration
 from airflow_training_guard.settings import (
     ENV_AIRFLOW_API_CONN_ID,
     ENV_CHECKPOINT_ROOT,
@@ -62,6 +63,7 @@ from airflow_training_guard.settings import (
     default_ledger_url,
     default_root,
 )
+from airflow_training_guard.sla import sla_deadline_alert
 
 #: Deprecated alias of :data:`airflow_training_guard.settings.ENV_LEDGER_URL` (imported by older code).
 LEDGER_URL_ENV = ENV_LEDGER_URL
@@ -137,8 +139,10 @@ class TrainingPipeline:
     :param schedule: the daily DAG's cron expression or preset (periodic).
     :param output: ``"files"`` (``work`` writes into ``unit.output_dir``; primary) or ``"rows"``.
     :param max_backfill_days: the longest range one backfill may cover.
-    :param sla_pool: pool of the daily run's tasks.
-    :param backfill_pool: pool of every backfill task (fixed slots; see ``airflow training-guard pools sync``).
+    :param sla_pool: pool of the daily run's tasks; default ``[training_guard] sla_pool`` (``training_sla``).
+    :param backfill_pool: pool of every backfill task (fixed slots; see ``airflow training-guard pools sync``);
+        default ``[training_guard] backfill_pool`` (``training_backfill``), the pool the cluster policy
+        routes native backfills to, so the two always agree.
     :param daily_priority_weight: priority of the daily run's tasks (absolute weight rule).
     :param backfill_priority_weight: priority of backfill tasks; lower than the daily one.
     :param max_active_backfill_runs: concurrent runs of the backfill DAG (overlap is safe).
@@ -155,6 +159,9 @@ class TrainingPipeline:
         backfill's reprocess behavior from the execution API, so it asks the REST API.
     :param doc_md: what the pipeline does; put on both DAGs.
     :param tags: extra DAG tags.
+    :param sla: the daily run's SLA ("6h"): an Airflow deadline alert on the daily DAG, counted from
+        when the run is queued, that logs (or notifies, see :func:`airflow_training_guard.sla.sla_deadline_alert`)
+        a run not finished in time. ``None``: no deadline.
     """
 
     name: str
@@ -164,8 +171,8 @@ class TrainingPipeline:
     schedule: str = "@daily"
     output: str = "files"
     max_backfill_days: int = 90
-    sla_pool: str = SLA_POOL
-    backfill_pool: str = BACKFILL_POOL
+    sla_pool: str | None = None
+    backfill_pool: str | None = None
     daily_priority_weight: int = 100
     backfill_priority_weight: int = 1
     max_active_backfill_runs: int = 4
@@ -178,6 +185,7 @@ class TrainingPipeline:
     api_conn_id: str | None = None
     doc_md: str = ""
     tags: Sequence[str] = field(default=())
+    sla: DurationLike | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -201,6 +209,12 @@ class TrainingPipeline:
             )
         if not 1 <= self.max_backfill_days <= 3660:
             raise GuardConfigError(f"max_backfill_days {self.max_backfill_days} must be between 1 and 3660")
+        if self.sla_pool is None or self.backfill_pool is None:
+            sla_pool, backfill_pool = configured_pool_names()
+            object.__setattr__(self, "sla_pool", self.sla_pool or sla_pool)
+            object.__setattr__(self, "backfill_pool", self.backfill_pool or backfill_pool)
+        if self.sla is not None:
+            parse_duration(self.sla, name="sla")  # positive, or GuardConfigError naming the value
         if self.sla_pool == self.backfill_pool:
             raise GuardConfigError(
                 f"sla_pool and backfill_pool are both {self.sla_pool!r}; a backfill would then take the daily "
@@ -232,12 +246,12 @@ class TrainingPipeline:
     @property
     def sla_lane(self) -> Lane:
         """The daily run's lane: ``sla_pool`` at ``daily_priority_weight``."""
-        return Lane(self.sla_pool, self.daily_priority_weight)
+        return Lane(self.sla_pool or SLA_POOL, self.daily_priority_weight)  # resolved in __post_init__
 
     @property
     def backfill_lane(self) -> Lane:
         """The backfill's lane: ``backfill_pool`` at ``backfill_priority_weight``."""
-        return Lane(self.backfill_pool, self.backfill_priority_weight)
+        return Lane(self.backfill_pool or BACKFILL_POOL, self.backfill_priority_weight)
 
     def partition_key(self, text: str) -> PartitionKey:
         """``text`` as a key of this pipeline (one part per dimension, then the date), parsed once.
@@ -558,6 +572,7 @@ def build_daily_dag(pipeline: TrainingPipeline) -> DAG:
         schedule=pipeline.schedule,
         start_date=_start(pipeline),
         catchup=False,
+        deadline=sla_deadline_alert(pipeline.sla) if pipeline.sla is not None else None,
         tags=["training-guard", "daily", *pipeline.tags],
         doc_md=(
             f"{pipeline.doc_md}\n\nDaily run of `{pipeline.name}`: every key of the run's date "

@@ -125,6 +125,12 @@ def configured_pools() -> tuple[PoolSpec, ...]:
     )
 
 
+def configured_pool_names() -> tuple[str, str]:
+    """``(sla_pool, backfill_pool)`` as the ``[training_guard]`` options name them (see :func:`configured_pools`)."""
+    by_description = {spec.description: spec.name for spec in configured_pools()}
+    return by_description[SLA_POOL_DESCRIPTION], by_description[BACKFILL_POOL_DESCRIPTION]
+
+
 def _configured_spec(name: str, slots_option: str, raw_slots: object, description: str) -> PoolSpec:
     """A :class:`PoolSpec` from configuration text, with an error that names the option to fix."""
     fix = (

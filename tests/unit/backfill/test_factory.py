@@ -109,3 +109,31 @@ def test_dag_shape_does_not_depend_on_the_range() -> None:
         timings.append(time.perf_counter() - begin)
         assert len(dags.backfill.tasks) == 4 and len(dags.daily.tasks) == 2
     assert max(timings) < 0.5
+
+
+def test_pools_default_to_the_configured_names_the_cluster_policy_routes_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pools sync`` creates, and the cluster policy routes to, the ``[training_guard]`` pool names: so does the factory."""
+    monkeypatch.setenv("AIRFLOW__TRAINING_GUARD__SLA_POOL", "gpu_sla")
+    monkeypatch.setenv("AIRFLOW__TRAINING_GUARD__BACKFILL_POOL", "gpu_backfill")
+    dags = build_dags(_pipeline())
+    assert {task.pool for task in dags.daily.tasks} == {"gpu_sla"}
+    assert {task.pool for task in dags.backfill.tasks} == {"gpu_backfill"}
+    explicit = _pipeline(sla_pool="mine_sla")  # an explicit name wins over the configuration
+    assert (explicit.sla_pool, explicit.backfill_pool) == ("mine_sla", "gpu_backfill")
+
+
+def test_sla_sets_a_deadline_alert_on_the_daily_dag_only() -> None:
+    from airflow_training_guard.sla import SLA_ALERT_NAME
+
+    dags = build_dags(_pipeline(sla="6h"))
+    alerts = dags.daily.deadline if isinstance(dags.daily.deadline, list) else [dags.daily.deadline]
+    assert [(alert.name, alert.interval) for alert in alerts] == [(SLA_ALERT_NAME, dt.timedelta(hours=6))]
+    assert not dags.backfill.deadline
+    assert not build_dags(_pipeline()).daily.deadline
+
+
+def test_a_bad_sla_is_refused_at_parse_time_naming_the_value() -> None:
+    with pytest.raises(GuardConfigError, match="sla"):
+        _pipeline(sla="soon")
