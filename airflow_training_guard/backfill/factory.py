@@ -58,15 +58,12 @@ from airflow_training_guard.policies.durations import DurationLike, parse_durati
 from airflow_training_guard.settings import (
     ENV_AIRFLOW_API_CONN_ID,
     ENV_CHECKPOINT_ROOT,
-    ENV_LEDGER_URL,
     ENV_OUTPUT_ROOT,
     default_ledger_url,
     default_root,
 )
 from airflow_training_guard.sla import sla_deadline_alert
 
-#: Deprecated alias of :data:`airflow_training_guard.settings.ENV_LEDGER_URL` (imported by older code).
-LEDGER_URL_ENV = ENV_LEDGER_URL
 #: XCom key under which ``plan_partitions`` hands the run's reprocess mode to every mapped task.
 REPROCESS_XCOM_KEY = "reprocess_mode"
 #: XCom key of ``validate_request``'s part runs (``part_runs`` returns them to map ``start_part_runs``).

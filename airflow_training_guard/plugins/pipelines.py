@@ -18,7 +18,6 @@ needs the same URL in the API server's environment.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
-from airflow_training_guard.backfill.factory import LEDGER_URL_ENV
 from airflow_training_guard.backfill.validation import (
     END_FIELD,
     REPROCESS_FIELD,
@@ -39,6 +37,7 @@ from airflow_training_guard.backfill.validation import (
 )
 from airflow_training_guard.hooks.sql import engine_for
 from airflow_training_guard.partitions.ledger import metadata
+from airflow_training_guard.settings import default_ledger_url
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -163,9 +162,8 @@ def load_pipeline(name: str, session: Session) -> PipelineInfo | None:
 
 
 def ledger_url() -> str:
-    """The ledger URL the workers use by default (see the module docstring)."""
-    home = Path(os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow")))
-    return os.environ.get(LEDGER_URL_ENV) or f"sqlite:///{home / 'training-guard' / 'ledger.db'}"
+    """The ledger URL (or connection id) the workers use by default (see the module docstring)."""
+    return default_ledger_url()
 
 
 def ledger_engine() -> Engine:
