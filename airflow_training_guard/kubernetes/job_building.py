@@ -24,6 +24,7 @@ from airflow_training_guard.kubernetes.pod_building import (
     KUEUE_QUEUE_LABEL,
     find_container,
 )
+from airflow_training_guard.runtime.contract import ENV_NUM_RANKS, ENV_RANK
 
 if TYPE_CHECKING:
     from airflow_training_guard.policies.stragglers import StragglerPolicy
@@ -33,8 +34,7 @@ JOB_LABEL = ANNOTATION_PREFIX + "job"
 #: The annotation Kubernetes sets on each pod of an Indexed Job (its completion index).
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 #: Environment of every rank: torchrun reads its arguments from ``PET_*`` variables.
-ENV_NUM_RANKS = "TRAINING_GUARD_NUM_RANKS"
-ENV_RANK = "TRAINING_GUARD_RANK"
+#: (the rank names are the training contract's: ``runtime.contract``).
 #: Longest DNS label (a pod hostname ``<job>-<index>`` must fit).
 MAX_DNS_LABEL = 63
 

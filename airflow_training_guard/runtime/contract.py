@@ -43,6 +43,9 @@ ENV_OUTPUT_DIR = "TRAINING_GUARD_OUTPUT_DIR"
 ENV_SMOKE_STEPS = "TRAINING_GUARD_SMOKE_STEPS"
 #: Which attempt of the Airflow task this is (1-based), for logs.
 ENV_ATTEMPT = "TRAINING_GUARD_ATTEMPT"
+#: Multi-node jobs (the Job operator): how many ranks the job has, and this pod's rank (its completion index).
+ENV_NUM_RANKS = "TRAINING_GUARD_NUM_RANKS"
+ENV_RANK = "TRAINING_GUARD_RANK"
 
 #: Clean success.
 EXIT_OK = 0
