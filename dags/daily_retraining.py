@@ -33,9 +33,11 @@ Paths come from the environment so the same file runs in the demo, in tests and 
 ``TRAINING_GUARD_DATA_ROOT`` (``data``), ``TRAINING_GUARD_CHECKPOINT_ROOT`` (``checkpoints``) and
 ``TRAINING_GUARD_OUTPUT_ROOT`` (``models``). See docs/daily-retraining.md.
 
-**The SLA.** A run not finished ``TRAINING_GUARD_SLA`` (default ``6h``) after it was queued fires a
-deadline alert (Airflow 3 ``DeadlineAlert``); its callback logs the miss in the triggerer's log.
-Route it to Slack or e-mail as docs/daily-retraining.md shows.
+**The SLA.** With ``TRAINING_GUARD_SLA`` set (``6h`` in docker-compose), a run not finished that long
+after it was queued fires a deadline alert (Airflow 3 ``DeadlineAlert``); its callback logs the miss
+in the triggerer's log. Route it to Slack or e-mail as docs/daily-retraining.md shows. Unset (the
+demo), the DAG has no deadline: Airflow 3.3's ``dag.test()`` / ``airflow dags test`` fails at the end
+of every successful run of a DAG with a deadline alert (docs/daily-retraining.md#the-sla).
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ SLA_POOL = "training_sla"  # created by `airflow training-guard pools sync` (mak
 AIRFLOW_API_CONN_ID = os.environ.get("TRAINING_GUARD_AIRFLOW_API_CONN_ID", "").strip() or None
 MIN_ACCURACY = 0.70
 # The daily model must be in production this long after the run was queued (02:00 plus waiting for
-# data; the sensor's grace period is 6h too). A later run fires the SLA deadline alert.
-SLA = os.environ.get("TRAINING_GUARD_SLA", "").strip() or "6h"
+# data; the sensor's grace period is 6h too). A later run fires the SLA deadline alert. Opt-in: see
+# the module docstring for why the demo's `airflow dags test` runs without it.
+SLA = os.environ.get("TRAINING_GUARD_SLA", "").strip() or None
 EXPECTED_RUNTIME = "10m"
 TRAINING_DAY = "{{ macros.ds_add(ds, -1) }}"  # the run at 02:00 on day D trains on the 24 hours of D-1
 DAY_DATA = f"{DATA_ROOT}/date={TRAINING_DAY}"
@@ -126,7 +129,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    deadline=sla_deadline_alert(SLA),
+    deadline=sla_deadline_alert(SLA) if SLA else None,
     tags=["training-guard", "example", LAUNCHER],
     doc_md=__doc__,
 ) as dag:

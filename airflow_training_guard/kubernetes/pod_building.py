@@ -84,7 +84,8 @@ def with_env(pod: k8s.V1Pod, container_name: str, env: Mapping[str, str]) -> k8s
     """Set ``env`` on the named container, replacing variables of the same name and keeping the rest."""
     container = find_container(pod, container_name)
     kept = [e for e in (container.env or []) if e.name not in env]
-    container.env = kept + [k8s.V1EnvVar(name=key, value=value) for key, value in env.items()]
+    # Plain ``str`` values: a str subclass (a PartitionKey) would break KPO's ``yaml.safe_dump`` of the pod.
+    container.env = kept + [k8s.V1EnvVar(name=key, value=str(value)) for key, value in env.items()]
     return pod
 
 
@@ -128,7 +129,7 @@ def with_checkpoint_volume(
 def with_annotations(pod: k8s.V1Pod, annotations: Mapping[str, str]) -> k8s.V1Pod:
     """Add ``annotations`` (names without the guard prefix) under ``training-guard.io/``."""
     merged = dict(pod.metadata.annotations or {})
-    merged.update({ANNOTATION_PREFIX + key: value for key, value in annotations.items()})
+    merged.update({ANNOTATION_PREFIX + key: str(value) for key, value in annotations.items()})
     pod.metadata.annotations = merged
     return pod
 

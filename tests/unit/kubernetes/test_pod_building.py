@@ -102,3 +102,21 @@ def test_gpu_toleration_is_added_once() -> None:
     once = pod_building.gpu_tolerations(None, resource="nvidia.com/gpu")
     assert pod_building.gpu_tolerations(once, resource="nvidia.com/gpu") == once
     assert [t.key for t in once] == ["nvidia.com/gpu"]
+
+
+def test_a_partition_key_object_reaches_the_pod_as_a_plain_string_kpo_can_yaml_dump() -> None:
+    """KubernetesPodOperator logs ``yaml.safe_dump(pod.to_dict())`` before creating the pod; yaml's safe
+    dumper refuses str subclasses, so a ``PartitionKey`` in env or annotations failed every attempt."""
+    import yaml
+
+    from airflow_training_guard.partitions.keys import PartitionKey
+
+    key = PartitionKey("berlin|2026-11-20")
+    pod = pod_building.with_annotations(
+        pod_building.with_env(make_pod(), "base", {"TRAINING_GUARD_PARTITION_KEY": key}),
+        {"partition-key": key},
+    )
+    dumped = yaml.safe_load(yaml.safe_dump(pod.to_dict()))
+    assert dumped["metadata"]["annotations"]["training-guard.io/partition-key"] == "berlin|2026-11-20"
+    env = {e["name"]: e["value"] for e in dumped["spec"]["containers"][0]["env"]}
+    assert env["TRAINING_GUARD_PARTITION_KEY"] == "berlin|2026-11-20"
