@@ -48,6 +48,14 @@ class AirflowStackError(RuntimeError):
     """The stack did not come up (or a process died); the message carries the process logs."""
 
 
+def _sqlite_busy(response: httpx.Response) -> bool:
+    """Whether the API answered that SQLite was busy: 503 "Database is locked", or the 500 "Database
+    error" the api-server gives when the lock hits elsewhere in the request (seen on a loaded machine)."""
+    if response.status_code == 503:
+        return True
+    return response.status_code == 500 and "Database error" in response.text
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -360,7 +368,7 @@ class AirflowStack:
                 ]
                 if len(running) == 1:
                     return dict(running[0])
-            if response.status_code != 503 or time.monotonic() > deadline:
+            if not _sqlite_busy(response) or time.monotonic() > deadline:
                 if response.status_code >= 400:
                     raise AssertionError(
                         f"POST /api/v2/backfills -> {response.status_code}: {response.text[:2000]}"
@@ -385,7 +393,7 @@ class AirflowStack:
                 if method != "GET" or time.monotonic() > deadline:
                     raise
                 continue
-            if method != "GET" or response.status_code != 503 or time.monotonic() > deadline:
+            if method != "GET" or not _sqlite_busy(response) or time.monotonic() > deadline:
                 break
             time.sleep(2)
         if response.status_code >= 400:
