@@ -126,6 +126,17 @@ class _Finding:
     retryable: bool
     exit_code: int | None = None
 
+    def diagnosis(self, events: tuple[str, ...] = ()) -> Diagnosis:
+        """This finding as the public :class:`Diagnosis`, with the pod's events when there are any."""
+        return Diagnosis(
+            kind=self.kind,
+            reason=self.reason,
+            hint=self.hint,
+            retryable=self.retryable,
+            exit_code=self.exit_code,
+            events=events,
+        )
+
 
 # -- reading API objects -------------------------------------------------------------------------------
 
@@ -764,14 +775,7 @@ def diagnose(
         yield _from_events(pod, ordered)
 
     finding = next((found for found in findings() if found is not None), None) or _unknown(pod, containers)
-    return Diagnosis(
-        kind=finding.kind,
-        reason=finding.reason,
-        hint=finding.hint,
-        retryable=finding.retryable,
-        exit_code=finding.exit_code,
-        events=tuple(str(event) for event in ordered[-MAX_EVENTS:]),
-    )
+    return finding.diagnosis(events=tuple(str(event) for event in ordered[-MAX_EVENTS:]))
 
 
 # -- what a launcher saw itself (its watchdog, its deadline, a local process's exit) ------------------------
@@ -878,13 +882,7 @@ def diagnose_exit(
     finding = _exit_finding(
         code, reason, _text(message), frozenset(non_retryable_exit_codes), oom_ruled_out=False
     )
-    return Diagnosis(
-        kind=finding.kind,
-        reason=finding.reason,
-        hint=finding.hint,
-        retryable=finding.retryable,
-        exit_code=finding.exit_code,
-    )
+    return finding.diagnosis()
 
 
 def failure_message(
